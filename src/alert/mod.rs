@@ -1,0 +1,29 @@
+//! Alerts: the payload every channel renders from, the durable outbox, and the email and webhook
+//! senders (SPEC §6).
+
+pub mod email;
+pub mod outbox;
+pub mod payload;
+pub mod render;
+pub mod webhook;
+
+pub use outbox::{deliver_due, DeliveryMode, DeliveryReport, Dispatcher};
+pub use payload::{AlertKind, AlertPayload, SourceDrift};
+
+/// Why one delivery attempt failed. Never contains a password or key.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{0}")]
+    Failed(String),
+    /// The receiver said never to try again (webhook 410).
+    #[error("{0}")]
+    Gone(String),
+}
+
+/// A channel that cannot be set up (bad CA file, missing secret).
+#[derive(Debug, thiserror::Error)]
+#[error("alert channel `{channel}`: {message}")]
+pub struct ChannelSetupError {
+    pub channel: String,
+    pub message: String,
+}

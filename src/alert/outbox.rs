@@ -1,0 +1,180 @@
+//! Delivery from the durable outbox: per-channel, independent, with backoff, jitter and dead letters.
+
+use super::email::EmailSender;
+use super::payload::AlertPayload;
+use super::webhook::WebhookSender;
+use super::{ChannelSetupError, DeliveryError};
+use crate::config::{ChannelKind, Config};
+use crate::store::{queries, Store, StoreError};
+use crate::time_util::now_unix;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// After this many attempts a row is dead.
+pub const MAX_ATTEMPTS: i64 = 20;
+/// A row older than this is dead after its next failure.
+pub const MAX_AGE_SECS: i64 = 24 * 3600;
+/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_SECS`].
+const FIRST_BACKOFF_SECS: i64 = 30;
+const MAX_BACKOFF_SECS: i64 = 3600;
+
+/// The senders of every configured channel.
+pub struct Dispatcher {
+    senders: BTreeMap<String, Sender>,
+}
+
+enum Sender {
+    Email(EmailSender),
+    Webhook(WebhookSender),
+}
+
+impl Dispatcher {
+    pub fn new(config: &Config) -> Result<Dispatcher, ChannelSetupError> {
+        let mut senders = BTreeMap::new();
+        for ch in &config.channels {
+            let sender = match &ch.kind {
+                ChannelKind::Email(e) => Sender::Email(EmailSender::new(&ch.name, e)?),
+                ChannelKind::Webhook(w) => Sender::Webhook(WebhookSender::new(&ch.name, w)?),
+            };
+            senders.insert(ch.name.clone(), sender);
+        }
+        Ok(Dispatcher { senders })
+    }
+
+    async fn send(&self, channel: &str, alert: &AlertPayload, stored_json: &str) -> Result<(), DeliveryError> {
+        match self.senders.get(channel) {
+            Some(Sender::Email(s)) => s.send(alert).await,
+            Some(Sender::Webhook(s)) => s.send(alert, stored_json).await,
+            None => Err(DeliveryError::Failed(format!(
+                "channel `{channel}` is no longer in the config"
+            ))),
+        }
+    }
+}
+
+/// Which rows a delivery round takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Rows whose backoff timer is due (the daemon).
+    Due,
+    /// Every pending row, once (`--once`: its runs are spaced by whoever schedules them).
+    AllPending,
+}
+
+/// What one delivery round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub delivered: usize,
+    pub failed: usize,
+    /// Rows that became dead in this round.
+    pub died: usize,
+}
+
+/// When a failed row is tried again: exponential backoff with up to 20% jitter.
+pub fn next_attempt_at(now: i64, attempts_so_far: i64) -> i64 {
+    let exp = attempts_so_far.clamp(0, 20) as u32;
+    let base = FIRST_BACKOFF_SECS.saturating_mul(1i64 << exp).min(MAX_BACKOFF_SECS);
+    let jitter = rand::rng().random_range(0..=base / 5);
+    now + base + jitter
+}
+
+/// Delivers what is due, channel by channel in parallel (a dead webhook never holds up email).
+/// Rows not reached before `deadline` stay pending untouched.
+pub async fn deliver_due(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    mode: DeliveryMode,
+    deadline: Instant,
+) -> Result<DeliveryReport, StoreError> {
+    let now = now_unix();
+    let rows = store
+        .call(move |c| Ok(queries::due_outbox(c, now, mode == DeliveryMode::AllPending)?))
+        .await?;
+    let mut by_channel: BTreeMap<String, Vec<queries::OutboxItem>> = BTreeMap::new();
+    for row in rows {
+        by_channel.entry(row.channel.clone()).or_default().push(row);
+    }
+    let rounds = by_channel
+        .into_values()
+        .map(|rows| deliver_channel(store, dispatcher, rows, deadline));
+    let mut total = DeliveryReport::default();
+    for r in futures::future::join_all(rounds).await {
+        let r = r?;
+        total.delivered += r.delivered;
+        total.failed += r.failed;
+        total.died += r.died;
+    }
+    Ok(total)
+}
+
+async fn deliver_channel(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    rows: Vec<queries::OutboxItem>,
+    deadline: Instant,
+) -> Result<DeliveryReport, StoreError> {
+    let mut report = DeliveryReport::default();
+    for row in rows {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        let outcome = match serde_json::from_str::<AlertPayload>(&row.payload) {
+            Err(e) => Err(DeliveryError::Gone(format!("stored alert is unreadable: {e}"))),
+            Ok(alert) => match tokio::time::timeout(
+                remaining.max(Duration::from_secs(1)),
+                dispatcher.send(&row.channel, &alert, &row.payload),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryError::Failed(
+                    "gave up: delivery time for this run ran out".into(),
+                )),
+            },
+        };
+        let now = now_unix();
+        let id = row.id;
+        match outcome {
+            Ok(()) => {
+                store.call(move |c| Ok(queries::mark_delivered(c, id, now)?)).await?;
+                tracing::info!(channel = %row.channel, org = %row.org, kind = %row.kind, event_id = %row.event_id, "alert delivered");
+                report.delivered += 1;
+            }
+            Err(e) => {
+                let attempts = row.attempts + 1;
+                let dead = matches!(e, DeliveryError::Gone(_))
+                    || attempts >= MAX_ATTEMPTS
+                    || now - row.alert_created_at >= MAX_AGE_SECS;
+                let next = next_attempt_at(now, row.attempts);
+                let message = e.to_string();
+                if dead {
+                    tracing::error!(channel = %row.channel, org = %row.org, event_id = %row.event_id, attempts, error = %message, "alert is dead: no more attempts");
+                    report.died += 1;
+                } else {
+                    tracing::warn!(channel = %row.channel, org = %row.org, event_id = %row.event_id, attempts, error = %message, "alert delivery failed; will retry");
+                }
+                report.failed += 1;
+                store
+                    .call(move |c| Ok(queries::mark_failed(c, id, &message, next, dead)?))
+                    .await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour_with_bounded_jitter() {
+        for (attempts, base) in [(0, 30), (1, 60), (3, 240), (10, 3600), (40, 3600)] {
+            let at = next_attempt_at(1000, attempts) - 1000;
+            assert!(at >= base && at <= base + base / 5, "attempts {attempts}: {at}");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! How an alert reads: plain text and HTML for email, a short message for Slack.
+
+use super::payload::{AlertKind, AlertPayload, SourceDrift};
+use crate::snapshot::Op;
+use std::fmt::Write;
+
+/// A diff longer than this (per source) is cut in emails; `auditd diff` shows the whole of it.
+pub const MAX_DIFF_CHARS: usize = 64 * 1024;
+/// A changed value longer than this is shortened in the change list.
+const MAX_VALUE_CHARS: usize = 300;
+/// Slack truncates long messages; keep to a readable summary.
+const MAX_SLACK_CHANGES: usize = 20;
+
+fn short_value(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > MAX_VALUE_CHARS {
+        let cut: String = text.chars().take(MAX_VALUE_CHARS).collect();
+        format!("{cut}... ({} chars)", text.chars().count())
+    } else {
+        text
+    }
+}
+
+fn change_lines(s: &SourceDrift) -> Vec<String> {
+    s.changes
+        .iter()
+        .map(|c| match c.op {
+            Op::Add => format!("+ {}  {}", c.path, short_value(&c.new)),
+            Op::Remove => format!("- {}  (was {})", c.path, short_value(&c.old)),
+            Op::Replace => format!("~ {}  {} -> {}", c.path, short_value(&c.old), short_value(&c.new)),
+        })
+        .collect()
+}
+
+/// The diff, cut at [`MAX_DIFF_CHARS`] on a line boundary with a note saying how to see the rest.
+fn bounded_diff(org: &str, s: &SourceDrift) -> (String, Option<String>) {
+    if s.diff.len() <= MAX_DIFF_CHARS {
+        return (s.diff.clone(), None);
+    }
+    let mut cut = MAX_DIFF_CHARS;
+    while !s.diff.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = s.diff[..cut].rfind('\n').map(|i| i + 1).unwrap_or(cut);
+    let note = format!(
+        "[diff cut at {} of {} bytes; see the whole of it with: auditd diff {org} --source {} --from {} --to {}]",
+        cut,
+        s.diff.len(),
+        s.source,
+        s.from_snapshot,
+        s.to_snapshot
+    );
+    (s.diff[..cut].to_string(), Some(note))
+}
+
+fn headline(a: &AlertPayload) -> String {
+    match a.kind {
+        AlertKind::Drift => format!(
+            "The mail configuration of Zoho org {} changed: {} change(s) in {} source(s), detected at {}.",
+            a.org,
+            a.change_count(),
+            a.sources.len(),
+            a.detected_at
+        ),
+        AlertKind::ReconnectRequired => format!(
+            "auditd can no longer read Zoho org {} and has stopped auditing it (since {}).\nReason: {}\nFix: run `auditd connect {}` (or update its refresh token).",
+            a.org,
+            a.detected_at,
+            a.reason.as_deref().unwrap_or("unknown"),
+            a.org
+        ),
+        AlertKind::Recovered => format!("Zoho org {} is readable again and audited as usual (since {}).", a.org, a.detected_at),
+    }
+}
+
+/// The text part of an email.
+pub fn text(a: &AlertPayload) -> String {
+    let mut out = headline(a);
+    out.push('\n');
+    for s in &a.sources {
+        let _ = write!(
+            out,
+            "\n== {} (snapshot {} -> {}) ==\n",
+            s.source, s.from_snapshot, s.to_snapshot
+        );
+        for line in change_lines(s) {
+            let _ = writeln!(out, "  {line}");
+        }
+        let (diff, note) = bounded_diff(&a.org, s);
+        out.push('\n');
+        out.push_str(&diff);
+        if let Some(note) = note {
+            let _ = writeln!(out, "{note}");
+        }
+    }
+    let _ = write!(out, "\nevent {} · sent by zoho-auditd\n", a.event_id);
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The HTML part: the same content, the diff coloured with inline styles only (mail clients drop
+/// `<style>` blocks and classes).
+pub fn html(a: &AlertPayload) -> String {
+    let mut out = String::from(
+        "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222\">",
+    );
+    for para in headline(a).lines() {
+        let _ = write!(out, "<p style=\"margin:0 0 8px 0\">{}</p>", escape(para));
+    }
+    for s in &a.sources {
+        let _ = write!(
+            out,
+            "<h3 style=\"margin:16px 0 6px 0;font-size:15px\">{} <span style=\"color:#777;font-weight:normal\">(snapshot {} &rarr; {})</span></h3><ul style=\"margin:0 0 8px 0;padding-left:20px;font-family:Consolas,Menlo,monospace;font-size:13px\">",
+            escape(&s.source),
+            s.from_snapshot,
+            s.to_snapshot
+        );
+        for line in change_lines(s) {
+            let _ = write!(out, "<li>{}</li>", escape(&line));
+        }
+        out.push_str("</ul><pre style=\"font-family:Consolas,Menlo,monospace;font-size:12px;line-height:1.4;background:#f6f8fa;padding:8px;border:1px solid #ddd;white-space:pre-wrap\">");
+        let (diff, note) = bounded_diff(&a.org, s);
+        for line in diff.lines() {
+            let style = if line.starts_with("+++") || line.starts_with("---") {
+                "color:#555;font-weight:bold"
+            } else if line.starts_with('+') {
+                "background:#e6ffec;color:#116329"
+            } else if line.starts_with('-') {
+                "background:#ffebe9;color:#82071e"
+            } else if line.starts_with("@@") {
+                "color:#0550ae"
+            } else {
+                "color:#333"
+            };
+            let _ = writeln!(out, "<span style=\"{style}\">{}</span>", escape(line));
+        }
+        out.push_str("</pre>");
+        if let Some(note) = note {
+            let _ = write!(out, "<p style=\"color:#777\">{}</p>", escape(&note));
+        }
+    }
+    let _ = write!(
+        out,
+        "<p style=\"color:#999;font-size:12px\">event {} &middot; sent by zoho-auditd</p></body></html>",
+        escape(&a.event_id)
+    );
+    out
+}
+
+/// A Slack-compatible message body.
+pub fn slack(a: &AlertPayload) -> serde_json::Value {
+    let mut text = format!("*{}*\n{}", a.subject(), headline(a));
+    for s in &a.sources {
+        let _ = write!(
+            text,
+            "\n*{}* (snapshot {} → {})",
+            s.source, s.from_snapshot, s.to_snapshot
+        );
+        let lines = change_lines(s);
+        for line in lines.iter().take(MAX_SLACK_CHANGES) {
+            let _ = write!(text, "\n`{}`", line.replace('`', "'"));
+        }
+        if lines.len() > MAX_SLACK_CHANGES {
+            let _ = write!(
+                text,
+                "\n… and {} more (auditd diff {} --source {})",
+                lines.len() - MAX_SLACK_CHANGES,
+                a.org,
+                s.source
+            );
+        }
+    }
+    serde_json::json!({ "text": text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Change;
+    use serde_json::json;
+
+    fn sample() -> AlertPayload {
+        AlertPayload {
+            version: 1,
+            event_id: "01JTESTEVENT".into(),
+            kind: AlertKind::Drift,
+            org: "acme-us".into(),
+            detected_at: "2026-11-27T10:15:00Z".into(),
+            sources: vec![SourceDrift {
+                source: "desk.reply_addresses".into(),
+                from_snapshot: 41,
+                to_snapshot: 57,
+                changes: vec![Change {
+                    path: "/reply_addresses/4000000025003/smtpDetails/host".into(),
+                    op: Op::Replace,
+                    old: json!("smtp.zoho.com"),
+                    new: json!("mail.attacker.example"),
+                }],
+                diff: "--- a\n+++ b\n@@ -1 +1 @@\n-  \"host\": \"smtp.zoho.com\"\n+  \"host\": \"<mail.attacker.example>\"\n".into(),
+            }],
+            reason: None,
+        }
+    }
+
+    /// Golden files: set UPDATE_GOLDEN=1 to rewrite them after an intended change.
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+        assert_eq!(
+            actual, expected,
+            "rendering of {name} changed; rerun with UPDATE_GOLDEN=1 if intended"
+        );
+    }
+
+    #[test]
+    fn text_rendering_matches_golden() {
+        golden("drift.txt", &text(&sample()));
+    }
+
+    #[test]
+    fn html_rendering_matches_golden_and_escapes() {
+        let h = html(&sample());
+        assert!(h.contains("&lt;mail.attacker.example&gt;") && !h.contains("<mail.attacker"));
+        assert!(!h.contains("<style") && !h.contains("class="), "inline styles only");
+        golden("drift.html", &h);
+    }
+
+    #[test]
+    fn slack_rendering_matches_golden() {
+        golden(
+            "drift.slack.json",
+            &serde_json::to_string_pretty(&slack(&sample())).unwrap(),
+        );
+    }
+
+    #[test]
+    fn subjects_follow_the_spec() {
+        let mut a = sample();
+        assert_eq!(a.subject(), "[auditd] drift in acme-us: 1 change(s)");
+        a.kind = AlertKind::ReconnectRequired;
+        assert_eq!(a.subject(), "[auditd] acme-us needs reconnect");
+        a.kind = AlertKind::Recovered;
+        assert_eq!(a.subject(), "[auditd] acme-us recovered");
+    }
+
+    #[test]
+    fn a_huge_diff_is_cut_with_a_pointer_to_auditd_diff() {
+        let mut a = sample();
+        a.sources[0].diff = "+ line\n".repeat(MAX_DIFF_CHARS);
+        let t = text(&a);
+        assert!(t.len() < MAX_DIFF_CHARS + 4096);
+        assert!(t.contains("auditd diff acme-us --source desk.reply_addresses --from 41 --to 57"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The command line: what the user typed, dispatched to one command each; the edge where errors
+//! become one line on stderr (with their causes) and an exit code.
+
+mod check_config;
+// mod demo;
+mod once;
+mod status;
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::exit::{ExitCode, HELP_TABLE};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Watches the mail configuration of Zoho CRM and Zoho Desk orgs and alerts when it drifts.
+#[derive(Debug, Parser)]
+#[command(name = "auditd", version, after_help = HELP_TABLE, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Config file [default: $AUDITD_CONFIG, else /etc/zoho-auditd/auditd.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (the filter comes from $AUDITD_LOG, default "info")
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Run one audit pass over the selected orgs and exit (see the exit codes below)
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: print one JSON summary on stdout
+    #[arg(long, requires = "once")]
+    pub json: bool,
+
+    /// With --once: audit only this org (repeatable)
+    #[arg(long = "org", value_name = "NAME", requires = "once")]
+    pub orgs: Vec<String>,
+
+    /// With --once: deliver nothing and queue nothing for this run's alerts (recorded as suppressed)
+    #[arg(long, requires = "once")]
+    pub no_notify: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and print it with secrets masked (exit 78 when invalid)
+    CheckConfig,
+    /// Per org and source: state, last audit, last change, outbox
+    Status {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole job against the bundled Zoho simulator: no Zoho account needed
+    Demo,
+}
+
+/// Parses the command line, runs the command, and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::Clean,
+                _ => ExitCode::Usage,
+            };
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return report(
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+                ExitCode::Fatal,
+            )
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    let config_path = config_path(cli.config.clone());
+    match cli.command {
+        Some(Command::CheckConfig) => check_config::run(&config_path),
+        Some(Command::Status { json }) => status::run(&config_path, json).await,
+        Some(Command::Demo) => todo_demo(),
+        None if cli.once => {
+            once::run(
+                &config_path,
+                once::Options {
+                    json: cli.json,
+                    orgs: cli.orgs,
+                    notify: !cli.no_notify,
+                },
+            )
+            .await
+        }
+        None => report(
+            &anyhow::anyhow!("the long-running daemon is not built yet; use `auditd --once` from a timer (see README)"),
+            ExitCode::Fatal,
+        ),
+    }
+}
+
+/// `--config`, else `$AUDITD_CONFIG`, else the default path.
+fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        std::env::var_os("AUDITD_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Prints an error with its whole cause chain and returns `code`.
+pub fn report(error: &anyhow::Error, code: ExitCode) -> ExitCode {
+    let mut text = format!("auditd: error: {error}");
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!("\n  caused by: {cause}"));
+    }
+    eprintln!("{text}");
+    code
+}
+
+/// Loads the config; an invalid one is exit 78. Warnings go to the log.
+fn load_config(path: &std::path::Path, with_secrets: bool) -> Result<Config, ExitCode> {
+    let loaded = Config::load(path).and_then(|c| {
+        if with_secrets {
+            c.check_secrets()?;
+        }
+        Ok::<_, ConfigError>(c)
+    });
+    match loaded {
+        Ok(c) => {
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(c)
+        }
+        Err(e) => Err(report(&anyhow::Error::new(e), ExitCode::Config)),
+    }
+}
+fn todo_demo() -> ExitCode {
+    ExitCode::Fatal
+}

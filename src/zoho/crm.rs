@@ -1,0 +1,70 @@
+//! Zoho CRM mail sources.
+
+use super::session::{Session, SessionError};
+use super::ZohoError;
+use crate::catalog::SourceId;
+use serde_json::{json, Map, Value};
+
+/// The `type` values of the compose settings, each one request.
+pub const COMPOSE_TYPES: [&str; 3] = ["default", "emailin", "mass_mail"];
+
+pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, SessionError> {
+    let v = s.org.crm_api_version.clone();
+    match source {
+        SourceId::CrmMailConfig => {
+            let path = format!("/crm/{v}/settings/mail_config");
+            let body = get(s, &path, Vec::new()).await?;
+            // Not in Zoho's public API files: the body is opaque, stored as returned.
+            Ok(body.unwrap_or_else(|| json!({})))
+        }
+        SourceId::CrmFromAddresses => {
+            let path = format!("/crm/{v}/settings/emails/actions/from_addresses");
+            let list = match get(s, &path, Vec::new()).await? {
+                None => Vec::new(),
+                Some(body) => array_member(&body, "from_addresses", &format!("GET {path}"))?,
+            };
+            Ok(json!({ "from_addresses": list }))
+        }
+        SourceId::CrmCompose => {
+            let path = format!("/crm/email/{v}/settings/compose");
+            let mut doc = Map::new();
+            let mut unavailable = None;
+            for kind in COMPOSE_TYPES {
+                match get(s, &path, vec![("type", kind.to_string())]).await {
+                    Ok(Some(body)) => {
+                        let items = array_member(&body, "email_compose", &format!("GET {path}"))?;
+                        if let Some(first) = items.into_iter().next() {
+                            doc.insert(kind.to_string(), first);
+                        }
+                    }
+                    Ok(None) => {}
+                    // One type missing from this edition leaves the others worth auditing.
+                    Err(SessionError::Zoho(e @ ZohoError::Unavailable { .. })) => unavailable = Some(e),
+                    Err(e) => return Err(e),
+                }
+            }
+            match unavailable {
+                Some(e) if doc.is_empty() => Err(e.into()),
+                _ => Ok(Value::Object(doc)),
+            }
+        }
+        other => unreachable!("{other} is not a CRM source"),
+    }
+}
+
+async fn get(s: &mut Session<'_>, path: &str, query: Vec<(&str, String)>) -> Result<Option<Value>, SessionError> {
+    let url = s.crm_url(path);
+    s.get(format!("GET {path}"), url, query, false).await
+}
+
+/// The list under `key`, or a malformed-response error: a body without it must not look like an
+/// empty list (which would read as every address removed).
+pub fn array_member(body: &Value, key: &str, what: &str) -> Result<Vec<Value>, ZohoError> {
+    match body.get(key) {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        _ => Err(ZohoError::Malformed {
+            what: what.to_string(),
+            detail: format!("no `{key}` list in the body"),
+        }),
+    }
+}
