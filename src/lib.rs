@@ -13,7 +13,7 @@ pub mod config;
 pub mod exit;
 pub mod pointer;
 pub mod secret;
-// pub mod sim;
+pub mod sim;
 pub mod snapshot;
 pub mod store;
 pub mod time_util;

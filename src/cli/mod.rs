@@ -2,7 +2,7 @@
 //! become one line on stderr (with their causes) and an exit code.
 
 mod check_config;
-// mod demo;
+mod demo;
 mod once;
 mod status;
 
@@ -94,7 +94,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config::run(&config_path),
         Some(Command::Status { json }) => status::run(&config_path, json).await,
-        Some(Command::Demo) => todo_demo(),
+        Some(Command::Demo) => demo::run().await,
         None if cli.once => {
             once::run(
                 &config_path,
@@ -163,7 +163,4 @@ fn load_config(path: &std::path::Path, with_secrets: bool) -> Result<Config, Exi
         }
         Err(e) => Err(report(&anyhow::Error::new(e), ExitCode::Config)),
     }
-}
-fn todo_demo() -> ExitCode {
-    ExitCode::Fatal
 }

@@ -1,0 +1,346 @@
+//! The integration-test builder: a temporary directory, the Zoho simulator, optional webhook and SMTP
+//! receivers, a config pointing at them, and the real `auditd` binary run as a child process.
+//!
+//! ```ignore
+//! let t = Test::new().org("acme").webhook();
+//! t.once(&[]).code(0);
+//! ```
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+pub use zoho_auditd::sim::{Fault, FaultResponse, OrgData, ReceivedWebhook, Simulator, WebhookSink};
+
+/// Secret values the tests hand to auditd through the environment; none may ever show up in output.
+pub const CLIENT_SECRET_ENV: &str = "AUDITD_TEST_CLIENT_SECRET";
+pub const WEBHOOK_SECRET: &str = "whsec-test-9f8e7d6c5b4a";
+pub const SMTP_USER: &str = "auditd@example.com";
+pub const SMTP_PASSWORD: &str = "smtp-pass-1a2b3c4d5e";
+
+/// One org in the test config.
+struct TestOrg {
+    name: String,
+    refresh_token: String,
+    extra: String,
+}
+
+/// A test scenario.
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    pub sim: Simulator,
+    pub hook: Option<WebhookSink>,
+    pub smtp: Option<SmtpSink>,
+    orgs: Vec<TestOrg>,
+    /// Extra TOML appended to the config (more channels, [daemon] keys, ...).
+    extra: String,
+    daemon_extra: String,
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            sim: Simulator::start(),
+            hook: None,
+            smtp: None,
+            orgs: Vec::new(),
+            extra: String::new(),
+            daemon_extra: String::new(),
+        }
+    }
+
+    /// An org served by the simulator with sample data (ids differ per org).
+    pub fn org(self, name: &str) -> Test {
+        let seed = self.orgs.len() as u32 + 1;
+        self.org_with(name, OrgData::sample(seed), "")
+    }
+
+    /// An org with the given data and extra `[[orgs]]` keys.
+    pub fn org_with(mut self, name: &str, data: OrgData, extra: &str) -> Test {
+        let refresh_token = self.sim.add_org(name, data);
+        self.orgs.push(TestOrg { name: name.to_string(), refresh_token, extra: extra.to_string() });
+        self
+    }
+
+    /// A webhook channel `hook`, signed with [`WEBHOOK_SECRET`].
+    pub fn webhook(mut self) -> Test {
+        let hook = WebhookSink::start();
+        self.extra.push_str(&format!(
+            "\n[alerts.hook]\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"AUDITD_TEST_WEBHOOK_SECRET\"\n",
+            hook.url()
+        ));
+        self.hook = Some(hook);
+        self
+    }
+
+    /// An email channel `mail` to a real SMTP server (aiosmtpd) with STARTTLS and AUTH, trusted via `ca_file`.
+    pub fn email(mut self) -> Test {
+        let smtp = SmtpSink::start(&self.dir.path().join("smtp"));
+        self.extra.push_str(&format!(
+            "\n[alerts.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{SMTP_USER}\"\npassword_env = \"AUDITD_TEST_SMTP_PASSWORD\"\nfrom = \"auditd <auditd@example.com>\"\nto = [\"ops@example.com\"]\nca_file = \"{}\"\n",
+            smtp.port,
+            smtp.ca_file.display()
+        ));
+        self.smtp = Some(smtp);
+        self
+    }
+
+    /// Extra `[daemon]` keys.
+    pub fn daemon(mut self, toml: &str) -> Test {
+        self.daemon_extra.push_str(toml);
+        self.daemon_extra.push('\n');
+        self
+    }
+
+    /// Any extra TOML at the end of the config.
+    pub fn raw(mut self, toml: &str) -> Test {
+        self.extra.push_str(toml);
+        self
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("auditd.db")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("auditd.toml")
+    }
+
+    /// The refresh token the simulator issued to `org`.
+    pub fn refresh_token(&self, org: &str) -> String {
+        self.orgs.iter().find(|o| o.name == org).expect("known org").refresh_token.clone()
+    }
+
+    fn env_var_for(org: &str) -> String {
+        format!("AUDITD_TEST_REFRESH_{}", org.to_uppercase().replace('-', "_"))
+    }
+
+    pub fn config_text(&self) -> String {
+        let url = self.sim.url();
+        let mut t = format!(
+            "[daemon]\ndatabase = \"{}\"\njitter = \"0s\"\nhttp_timeout = \"5s\"\n{}\n[zoho]\nclient_id = \"{}\"\nclient_secret_env = \"{CLIENT_SECRET_ENV}\"\n",
+            self.db_path().display(),
+            self.daemon_extra,
+            zoho_auditd::sim::CLIENT_ID
+        );
+        for o in &self.orgs {
+            t.push_str(&format!(
+                "\n[[orgs]]\nname = \"{}\"\ndc = \"us\"\nrefresh_token_env = \"{}\"\naccounts_url = \"{url}\"\napi_domain = \"{url}\"\ndesk_url = \"{url}\"\n{}\n",
+                o.name,
+                Self::env_var_for(&o.name),
+                o.extra
+            ));
+        }
+        t.push_str(&self.extra);
+        t
+    }
+
+    /// Writes the config (mode 0600) and returns its path.
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.config_path();
+        std::fs::write(&path, self.config_text()).expect("write config");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        path
+    }
+
+    /// The `auditd` command with the config and every secret in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let config = self.write_config();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditd"));
+        cmd.arg("--config").arg(&config).args(args);
+        cmd.env_remove("AUDITD_CONFIG").env("AUDITD_LOG", "info");
+        cmd.env(CLIENT_SECRET_ENV, zoho_auditd::sim::CLIENT_SECRET);
+        cmd.env("AUDITD_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
+        cmd.env("AUDITD_TEST_SMTP_PASSWORD", SMTP_PASSWORD);
+        for o in &self.orgs {
+            cmd.env(Self::env_var_for(&o.name), &o.refresh_token);
+        }
+        cmd
+    }
+
+    /// Runs `auditd ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run auditd");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `auditd --once --json ARGS`.
+    pub fn once(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--once", "--json"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// Every secret value this test handed out, for leak checks.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut s = vec![zoho_auditd::sim::CLIENT_SECRET.to_string(), WEBHOOK_SECRET.to_string(), SMTP_PASSWORD.to_string()];
+        s.extend(self.orgs.iter().map(|o| o.refresh_token.clone()));
+        s
+    }
+
+    /// The database file and its WAL, as bytes.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(self.db_path()).unwrap_or_default();
+        let mut wal = self.db_path().into_os_string();
+        wal.push("-wal");
+        bytes.extend(std::fs::read(PathBuf::from(wal)).unwrap_or_default());
+        bytes
+    }
+
+    /// Webhook requests received so far.
+    pub fn webhooks(&self) -> Vec<ReceivedWebhook> {
+        self.hook.as_ref().expect("test has a webhook").received()
+    }
+
+    /// Emails received so far.
+    pub fn emails(&self) -> Vec<Vec<u8>> {
+        self.smtp.as_ref().expect("test has an SMTP server").messages()
+    }
+
+    /// Opens the database read-only for assertions.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(self.code, expected, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+    }
+
+    /// The summary entry of `org`'s `source`.
+    pub fn source(&self, org: &str, source: &str) -> Value {
+        let j = self.json();
+        let o = j["orgs"].as_array().unwrap().iter().find(|o| o["org"] == org).unwrap_or_else(|| panic!("no org {org}")).clone();
+        o["sources"].as_array().unwrap().iter().find(|s| s["source"] == source).unwrap_or_else(|| panic!("no source {source}")).clone()
+    }
+
+    pub fn org(&self, org: &str) -> Value {
+        let j = self.json();
+        j["orgs"].as_array().unwrap().iter().find(|o| o["org"] == org).unwrap_or_else(|| panic!("no org {org}")).clone()
+    }
+
+    #[track_caller]
+    pub fn stderr_contains(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        self
+    }
+}
+
+/// A real SMTP server (Debian's python3-aiosmtpd) with STARTTLS and AUTH; messages land as files.
+pub struct SmtpSink {
+    child: Child,
+    /// Closing it tells the server to exit.
+    _stdin: ChildStdin,
+    pub port: u16,
+    pub ca_file: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl SmtpSink {
+    pub fn start(dir: &Path) -> SmtpSink {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--tls-mode", "starttls", "--user", SMTP_USER, "--password", SMTP_PASSWORD])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start smtp_sink.py (apt-get install python3-aiosmtpd)");
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("smtp sink banner");
+        let banner: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("smtp sink said {line:?}: {e}"));
+        SmtpSink {
+            child,
+            _stdin: stdin,
+            port: banner["port"].as_u64().unwrap() as u16,
+            ca_file: PathBuf::from(banner["cert"].as_str().unwrap()),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Raw messages received so far, in order.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        names.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        names.sort();
+        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    /// Stops the server (to simulate an outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Verifies `X-Auditd-Signature` the way a receiver would.
+pub fn signature_ok(body: &[u8], header: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(hex_sig) = header.strip_prefix("sha256=") else { return false };
+    let Ok(sig) = hex::decode(hex_sig) else { return false };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
