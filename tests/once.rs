@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use support::*;
 
 fn reply_host(t: &Test, org: &str, host: &str) {
-    t.sim.update(org, |d| d.reply_addresses[0]["smtpDetails"]["host"] = json!(host));
+    t.sim
+        .update(org, |d| d.reply_addresses[0]["smtpDetails"]["host"] = json!(host));
 }
 
 #[test]
@@ -50,7 +51,10 @@ fn an_smtp_host_change_exits_2_and_alerts_by_signed_webhook_and_email() {
     let hook = &hooks[0];
     assert_eq!(hook.header("content-type"), Some("application/json"));
     assert_eq!(hook.header("x-auditd-event"), Some("drift"));
-    assert!(signature_ok(&hook.body, hook.header("x-auditd-signature").unwrap()), "signature verifies");
+    assert!(
+        signature_ok(&hook.body, hook.header("x-auditd-signature").unwrap()),
+        "signature verifies"
+    );
     let body = hook.json();
     assert_eq!(hook.header("x-auditd-delivery"), body["event_id"].as_str());
     assert_eq!(body["version"], 1);
@@ -62,29 +66,58 @@ fn an_smtp_host_change_exits_2_and_alerts_by_signed_webhook_and_email() {
     assert_eq!(source["from_snapshot"], src["previous_snapshot"]);
     assert_eq!(source["to_snapshot"], src["snapshot"]);
     let change = &source["changes"][0];
-    let id = OrgData::sample(1).reply_addresses[0]["id"].as_str().unwrap().to_string();
+    let id = OrgData::sample(1).reply_addresses[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(change["path"], format!("/reply_addresses/{id}/smtpDetails/host"));
     assert_eq!(change["op"], "replace");
     assert_eq!(change["old"], "smtp.zoho.com");
     assert_eq!(change["new"], "mail.attacker.example");
-    assert!(source["diff"].as_str().unwrap().contains("+      \"host\": \"mail.attacker.example\""), "{}", source["diff"]);
+    let diff = source["diff"].as_str().unwrap();
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains("\"host\": \"mail.attacker.example\"")),
+        "{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('-') && l.contains("\"host\": \"smtp.zoho.com\"")),
+        "{diff}"
+    );
 
     let mails = t.emails();
     assert_eq!(mails.len(), 1);
     let mail = mailparse::parse_mail(&mails[0]).unwrap();
-    let header = |name: &str| mail.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value());
-    assert_eq!(header("Subject").as_deref(), Some("[auditd] drift in acme: 1 change(s)"));
+    let header = |name: &str| {
+        mail.headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case(name))
+            .map(|h| h.get_value())
+    };
+    assert_eq!(
+        header("Subject").as_deref(),
+        Some("[auditd] drift in acme: 1 change(s)")
+    );
     assert_eq!(header("Auto-Submitted").as_deref(), Some("auto-generated"));
-    assert!(header("Message-ID").unwrap().contains(body["event_id"].as_str().unwrap()));
+    assert!(header("Message-ID")
+        .unwrap()
+        .contains(body["event_id"].as_str().unwrap()));
     assert!(header("Date").is_some());
     assert_eq!(mail.ctype.mimetype, "multipart/alternative");
     assert_eq!(mail.subparts.len(), 2);
     assert_eq!(mail.subparts[0].ctype.mimetype, "text/plain");
     let text = mail.subparts[0].get_body().unwrap();
-    assert!(text.contains(&format!("/reply_addresses/{id}/smtpDetails/host")) && text.contains("mail.attacker.example"), "{text}");
+    assert!(
+        text.contains(&format!("/reply_addresses/{id}/smtpDetails/host")) && text.contains("mail.attacker.example"),
+        "{text}"
+    );
     assert_eq!(mail.subparts[1].ctype.mimetype, "text/html");
     let html = mail.subparts[1].get_body().unwrap();
-    assert!(html.contains("background:#e6ffec") && html.contains("mail.attacker.example"), "{html}");
+    assert!(
+        html.contains("background:#e6ffec") && html.contains("mail.attacker.example"),
+        "{html}"
+    );
 }
 
 #[test]
@@ -123,7 +156,11 @@ fn a_revoked_refresh_token_exits_3_alerts_once_and_stops_calling_zoho() {
     assert_eq!(acme["state"], "needs_reconnect");
     assert!(acme["reason"].as_str().unwrap().contains("invalid_code"), "{acme}");
     assert_eq!(run.org("healthy")["state"], "ok", "other orgs are audited normally");
-    let reconnects: Vec<_> = t.webhooks().into_iter().filter(|h| h.header("x-auditd-event") == Some("reconnect_required")).collect();
+    let reconnects: Vec<_> = t
+        .webhooks()
+        .into_iter()
+        .filter(|h| h.header("x-auditd-event") == Some("reconnect_required"))
+        .collect();
     assert_eq!(reconnects.len(), 1);
     assert_eq!(reconnects[0].json()["org"], "acme");
 
@@ -132,13 +169,27 @@ fn a_revoked_refresh_token_exits_3_alerts_once_and_stops_calling_zoho() {
     let again = t.once(&[]);
     again.code(3);
     assert_eq!(again.org("acme")["state"], "needs_reconnect");
-    assert!(again.org("acme")["sources"].as_array().unwrap().iter().all(|s| s["status"] == "skipped"));
-    assert_eq!(t.sim.requests("acme").len(), api_calls, "no API call for an org that needs reconnect");
+    assert!(again.org("acme")["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "skipped"));
+    assert_eq!(
+        t.sim.requests("acme").len(),
+        api_calls,
+        "no API call for an org that needs reconnect"
+    );
     assert_eq!(t.sim.token_requests("acme"), token_calls, "no token call either");
     assert_eq!(t.webhooks().len(), 1, "the reconnect alert is sent once");
     let status = t.run(&["status", "--json"]);
     status.code(0);
-    let acme_status = status.json()["orgs"].as_array().unwrap().iter().find(|o| o["org"] == "acme").unwrap().clone();
+    let acme_status = status.json()["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == "acme")
+        .unwrap()
+        .clone();
     assert_eq!(acme_status["state"], "needs_reconnect");
 }
 
@@ -155,7 +206,9 @@ fn a_404_source_is_unavailable_and_not_a_failure() {
     assert_eq!(run.org("acme")["state"], "ok");
     let status = t.run(&["status", "--json"]).json();
     let sources = status["orgs"][0]["sources"].as_array().unwrap().clone();
-    assert!(sources.iter().any(|s| s["source"] == "crm.mail_config" && s["status"] == "unavailable"));
+    assert!(sources
+        .iter()
+        .any(|s| s["source"] == "crm.mail_config" && s["status"] == "unavailable"));
 }
 
 fn many_reply_addresses(n: usize) -> OrgData {
@@ -178,7 +231,11 @@ fn a_failed_second_page_records_no_snapshot_and_claims_no_removal() {
     let first = t.once(&[]);
     first.code(0);
     let baseline = first.source("acme", "desk.reply_addresses")["snapshot"].clone();
-    t.sim.inject(Fault::new("/api/v1/mailReplyAddress", FaultResponse::MalformedJson).org("acme").nth(2));
+    t.sim.inject(
+        Fault::new("/api/v1/mailReplyAddress", FaultResponse::MalformedJson)
+            .org("acme")
+            .nth(2),
+    );
     let run = t.once(&[]);
     run.code(3);
     let src = run.source("acme", "desk.reply_addresses");
@@ -186,7 +243,10 @@ fn a_failed_second_page_records_no_snapshot_and_claims_no_removal() {
     assert!(src["error"].as_str().unwrap().contains("page 2"), "{src}");
     assert_eq!(src["snapshot"], Value::Null);
     assert_eq!(run.org("acme")["state"], "error");
-    assert_eq!(t.count("SELECT COUNT(*) FROM snapshots WHERE source = 'desk.reply_addresses'"), 1);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM snapshots WHERE source = 'desk.reply_addresses'"),
+        1
+    );
     assert!(t.webhooks().is_empty(), "no alert claims addresses were removed");
     t.sim.clear_faults();
     let after = t.once(&[]);
@@ -198,12 +258,22 @@ fn a_failed_second_page_records_no_snapshot_and_claims_no_removal() {
 fn a_server_error_that_outlasts_the_retries_is_an_error_not_drift() {
     let t = Test::new().org("acme").webhook();
     t.once(&[]).code(0);
-    t.sim.inject(Fault::new("/api/v1/supportEmailDomain", FaultResponse::status(503, "{}")).org("acme"));
+    t.sim
+        .inject(Fault::new("/api/v1/supportEmailDomain", FaultResponse::status(503, "{}")).org("acme"));
     let run = t.once(&[]);
     run.code(3);
     assert_eq!(run.source("acme", "desk.support_email_domain")["status"], "error");
-    assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "ok", "other sources still audited");
-    let calls = t.sim.requests("acme").iter().filter(|r| r.path == "/api/v1/supportEmailDomain").count();
+    assert_eq!(
+        run.source("acme", "desk.reply_addresses")["status"],
+        "ok",
+        "other sources still audited"
+    );
+    let calls = t
+        .sim
+        .requests("acme")
+        .iter()
+        .filter(|r| r.path == "/api/v1/supportEmailDomain")
+        .count();
     assert_eq!(calls, 1 + 1 + 3, "baseline call, then one try and three retries");
     assert!(t.webhooks().is_empty());
 }
@@ -212,11 +282,19 @@ fn a_server_error_that_outlasts_the_retries_is_an_error_not_drift() {
 fn a_password_in_the_opaque_mail_config_never_leaks_but_its_change_is_reported() {
     let t = Test::new().org("acme").webhook().email();
     let old_password = OrgData::sample(1).crm_mail_config.unwrap().to_string();
-    assert!(old_password.contains("s3cr3t-smtp-pass"), "sample data carries a password");
+    assert!(
+        old_password.contains("s3cr3t-smtp-pass"),
+        "sample data carries a password"
+    );
     let first = t.run(&["--once", "--json"]);
     first.code(0);
     t.sim.update("acme", |d| {
-        let text = d.crm_mail_config.take().unwrap().to_string().replace("s3cr3t-smtp-pass", "n3w-r0tated-pass");
+        let text = d
+            .crm_mail_config
+            .take()
+            .unwrap()
+            .to_string()
+            .replace("s3cr3t-smtp-pass", "n3w-r0tated-pass");
         d.crm_mail_config = Some(serde_json::from_str(&text).unwrap());
     });
     let run = t.run(&["--once", "--json"]);
@@ -236,7 +314,11 @@ fn a_password_in_the_opaque_mail_config_never_leaks_but_its_change_is_reported()
     ];
     haystacks.extend(t.webhooks().into_iter().map(|h| ("webhook".to_string(), h.body)));
     haystacks.extend(t.emails().into_iter().map(|m| ("email".to_string(), m)));
-    for needle in ["s3cr3t-smtp-pass", "n3w-r0tated-pass"].into_iter().map(String::from).chain(t.secrets()) {
+    for needle in ["s3cr3t-smtp-pass", "n3w-r0tated-pass"]
+        .into_iter()
+        .map(String::from)
+        .chain(t.secrets())
+    {
         for (name, hay) in &haystacks {
             assert!(!contains(hay, needle.as_bytes()), "{needle:?} leaked into the {name}");
         }
@@ -251,9 +333,21 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn a_second_auditing_process_on_the_same_database_exits_1() {
     let t = Test::new().org("acme");
     // Hold the lock from another process: a daemon-like `--once` that is slowed down by the simulator.
-    t.sim.inject(Fault::new("/api/v1/supportEmailDomain", FaultResponse::Delay(std::time::Duration::from_secs(3))));
-    let mut slow = t.command(&["--once"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    assert!(wait_until(std::time::Duration::from_secs(10), || t.sim.requests("acme").len() > 2));
+    t.sim.inject(Fault::new(
+        "/api/v1/supportEmailDomain",
+        FaultResponse::Delay(std::time::Duration::from_secs(3)),
+    ));
+    let mut slow = t
+        .command(&["--once"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(10), || t
+        .sim
+        .requests("acme")
+        .len()
+        > 2));
     let second = t.once(&[]);
     second.code(1).stderr_contains("another auditd process");
     assert!(slow.wait().unwrap().success());
@@ -266,7 +360,10 @@ fn the_database_is_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let t = Test::new().org("acme");
     t.run(&["status"]).code(0);
-    assert_eq!(std::fs::metadata(t.db_path()).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(t.db_path()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]

@@ -78,7 +78,10 @@ secret = "demo-signing-key"
     println!("\n== someone swaps the SMTP host of acme-us's first reply address ==");
     sim.update("acme-us", |d| {
         if let Some(addr) = d.reply_addresses.first_mut() {
-            println!("   {} : smtp.zoho.com -> mail.attacker.example", addr["address"].as_str().unwrap_or("?"));
+            println!(
+                "   {} : smtp.zoho.com -> mail.attacker.example",
+                addr["address"].as_str().unwrap_or("?")
+            );
             addr["smtpDetails"]["host"] = "mail.attacker.example".into();
         }
     });
@@ -121,5 +124,8 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)?.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    options
+        .open(path)?
+        .write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

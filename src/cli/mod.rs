@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// Watches the mail configuration of Zoho CRM and Zoho Desk orgs and alerts when it drifts.
 #[derive(Debug, Parser)]
-#[command(name = "auditd", version, after_help = HELP_TABLE, args_conflicts_with_subcommands = true)]
+#[command(name = "auditd", version, after_help = HELP_TABLE)]
 pub struct Cli {
     /// Config file [default: $AUDITD_CONFIG, else /etc/zoho-auditd/auditd.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -91,6 +91,12 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> ExitCode {
     let config_path = config_path(cli.config.clone());
+    if cli.once && cli.command.is_some() {
+        return report(
+            &anyhow::anyhow!("--once runs a pass; it cannot be combined with a subcommand"),
+            ExitCode::Usage,
+        );
+    }
     match cli.command {
         Some(Command::CheckConfig) => check_config::run(&config_path),
         Some(Command::Status { json }) => status::run(&config_path, json).await,

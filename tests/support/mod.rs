@@ -68,7 +68,11 @@ impl Test {
     /// An org with the given data and extra `[[orgs]]` keys.
     pub fn org_with(mut self, name: &str, data: OrgData, extra: &str) -> Test {
         let refresh_token = self.sim.add_org(name, data);
-        self.orgs.push(TestOrg { name: name.to_string(), refresh_token, extra: extra.to_string() });
+        self.orgs.push(TestOrg {
+            name: name.to_string(),
+            refresh_token,
+            extra: extra.to_string(),
+        });
         self
     }
 
@@ -118,7 +122,12 @@ impl Test {
 
     /// The refresh token the simulator issued to `org`.
     pub fn refresh_token(&self, org: &str) -> String {
-        self.orgs.iter().find(|o| o.name == org).expect("known org").refresh_token.clone()
+        self.orgs
+            .iter()
+            .find(|o| o.name == org)
+            .expect("known org")
+            .refresh_token
+            .clone()
     }
 
     fn env_var_for(org: &str) -> String {
@@ -191,7 +200,11 @@ impl Test {
 
     /// Every secret value this test handed out, for leak checks.
     pub fn secrets(&self) -> Vec<String> {
-        let mut s = vec![zoho_auditd::sim::CLIENT_SECRET.to_string(), WEBHOOK_SECRET.to_string(), SMTP_PASSWORD.to_string()];
+        let mut s = vec![
+            zoho_auditd::sim::CLIENT_SECRET.to_string(),
+            WEBHOOK_SECRET.to_string(),
+            SMTP_PASSWORD.to_string(),
+        ];
         s.extend(self.orgs.iter().map(|o| o.refresh_token.clone()));
         s
     }
@@ -217,7 +230,8 @@ impl Test {
 
     /// Opens the database read-only for assertions.
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db")
+        rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db")
     }
 
     pub fn count(&self, sql: &str) -> i64 {
@@ -237,29 +251,60 @@ impl Run {
     /// Asserts the exit code, showing the output when it differs.
     #[track_caller]
     pub fn code(&self, expected: i32) -> &Run {
-        assert_eq!(self.code, expected, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// The summary entry of `org`'s `source`.
     pub fn source(&self, org: &str, source: &str) -> Value {
         let j = self.json();
-        let o = j["orgs"].as_array().unwrap().iter().find(|o| o["org"] == org).unwrap_or_else(|| panic!("no org {org}")).clone();
-        o["sources"].as_array().unwrap().iter().find(|s| s["source"] == source).unwrap_or_else(|| panic!("no source {source}")).clone()
+        let o = j["orgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["org"] == org)
+            .unwrap_or_else(|| panic!("no org {org}"))
+            .clone();
+        o["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == source)
+            .unwrap_or_else(|| panic!("no source {source}"))
+            .clone()
     }
 
     pub fn org(&self, org: &str) -> Value {
         let j = self.json();
-        j["orgs"].as_array().unwrap().iter().find(|o| o["org"] == org).unwrap_or_else(|| panic!("no org {org}")).clone()
+        j["orgs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["org"] == org)
+            .unwrap_or_else(|| panic!("no org {org}"))
+            .clone()
     }
 
     #[track_caller]
     pub fn stderr_contains(&self, needle: &str) -> &Run {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 }
@@ -281,7 +326,14 @@ impl SmtpSink {
             .arg(script)
             .arg("--dir")
             .arg(dir)
-            .args(["--tls-mode", "starttls", "--user", SMTP_USER, "--password", SMTP_PASSWORD])
+            .args([
+                "--tls-mode",
+                "starttls",
+                "--user",
+                SMTP_USER,
+                "--password",
+                SMTP_PASSWORD,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -289,7 +341,9 @@ impl SmtpSink {
             .expect("start smtp_sink.py (apt-get install python3-aiosmtpd)");
         let stdin = child.stdin.take().unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("smtp sink banner");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("smtp sink banner");
         let banner: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("smtp sink said {line:?}: {e}"));
         SmtpSink {
             child,
@@ -338,7 +392,9 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Verifies `X-Auditd-Signature` the way a receiver would.
 pub fn signature_ok(body: &[u8], header: &str) -> bool {
     use hmac::{Hmac, Mac};
-    let Some(hex_sig) = header.strip_prefix("sha256=") else { return false };
+    let Some(hex_sig) = header.strip_prefix("sha256=") else {
+        return false;
+    };
     let Ok(sig) = hex::decode(hex_sig) else { return false };
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
     mac.update(body);
