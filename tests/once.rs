@@ -448,3 +448,194 @@ fn access_tokens_are_cached_across_runs() {
     }
     assert_eq!(t.sim.tokens_minted("acme"), 1);
 }
+
+#[test]
+fn a_429_with_retry_after_is_retried_after_that_long() {
+    let t = Test::new().org("acme");
+    let throttle = FaultResponse::status(429, r#"{"errorCode":"TOO_MANY_REQUESTS","message":"slow down"}"#)
+        .header("Retry-After", "1");
+    t.sim
+        .inject(Fault::new("/api/v1/supportEmailDomain", throttle).org("acme").times(1));
+    t.once(&[]).code(0);
+    let calls: Vec<_> = t
+        .sim
+        .requests("acme")
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/supportEmailDomain")
+        .collect();
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [429, 200]);
+    let waited = calls[1].at - calls[0].at;
+    assert!(waited >= std::time::Duration::from_secs(1), "retried after {waited:?}");
+}
+
+#[test]
+fn desk_daily_limit_stops_the_org_for_this_pass_without_retrying() {
+    let t = Test::new().org("acme");
+    t.once(&[]).code(0);
+    let limit = FaultResponse::status(429, r#"{"errorCode":"THRESHOLD_EXCEEDED","message":"daily limit"}"#)
+        .header("Retry-After", "3600");
+    t.sim
+        .inject(Fault::new("/api/v1/mailConfigurations", limit).org("acme"));
+    let before = t.sim.requests("acme").len();
+    let run = t.once(&[]);
+    run.code(3);
+    assert_eq!(run.source("acme", "desk.mail_configurations")["status"], "skipped");
+    assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "skipped");
+    assert_eq!(
+        run.source("acme", "crm.compose")["status"],
+        "ok",
+        "sources before the limit were audited"
+    );
+    let limited = t.sim.requests("acme")[before..]
+        .iter()
+        .filter(|r| r.path == "/api/v1/mailConfigurations")
+        .count();
+    assert_eq!(limited, 1, "THRESHOLD_EXCEEDED is not retried");
+}
+
+#[test]
+fn a_timeout_is_an_error_of_that_source_and_no_snapshot() {
+    let t = Test::new().org("acme").daemon("http_timeout = \"1s\"").webhook();
+    t.once(&[]).code(0);
+    t.sim.inject(
+        Fault::new(
+            "/api/v1/supportEmailDomain",
+            FaultResponse::Delay(std::time::Duration::from_secs(3)),
+        )
+        .org("acme")
+        .times(4),
+    );
+    let run = t.once(&[]);
+    run.code(3);
+    let src = run.source("acme", "desk.support_email_domain");
+    assert_eq!(src["status"], "error");
+    assert!(src["error"].as_str().unwrap().contains("timed out"), "{src}");
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM snapshots WHERE source = 'desk.support_email_domain'"),
+        1
+    );
+    assert!(t.webhooks().is_empty());
+}
+
+#[test]
+fn kill_9_mid_pass_loses_no_drift() {
+    let t = Test::new().org("acme").webhook();
+    t.once(&[]).code(0);
+    let snapshots = t.count("SELECT COUNT(*) FROM snapshots");
+    reply_host(&t, "acme", "mail.attacker.example");
+    t.sim.inject(
+        Fault::new(
+            "/api/v1/supportEmailDomain",
+            FaultResponse::Delay(std::time::Duration::from_secs(20)),
+        )
+        .org("acme")
+        .times(1),
+    );
+    let before = t.sim.requests("acme").len();
+    let mut child = t
+        .command(&["--once"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the reply addresses (with the change) have been fetched, then kill without warning.
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        t.sim.requests("acme")[before..]
+            .iter()
+            .any(|r| r.path == "/api/v1/mailReplyAddress")
+    }));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM snapshots"),
+        snapshots,
+        "nothing half-written"
+    );
+    assert!(t.webhooks().is_empty());
+    t.sim.clear_faults();
+    let run = t.once(&[]);
+    run.code(2);
+    assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "drift");
+    assert_eq!(t.webhooks().len(), 1);
+}
+
+#[test]
+fn an_api_domain_that_is_not_zoho_is_refused_and_gets_no_token() {
+    let mut data = OrgData::sample(1);
+    data.api_domain = Some("https://www.zohoapis.com.attacker.example".into());
+    let t = Test::new().org_trusting_token_api_domain("acme", data);
+    let run = t.once(&[]);
+    run.code(3);
+    let src = run.source("acme", "crm.mail_config");
+    assert_eq!(src["status"], "error");
+    assert!(
+        src["error"]
+            .as_str()
+            .unwrap()
+            .contains("api_domain `https://www.zohoapis.com.attacker.example`"),
+        "{src}"
+    );
+    assert!(
+        t.sim.requests("acme").is_empty(),
+        "no API call was made with that token"
+    );
+}
+
+#[test]
+fn several_desk_orgs_without_desk_org_id_is_an_error_that_lists_them() {
+    let mut data = OrgData::sample(1);
+    let mut second = data.desk_portals[0].clone();
+    second["id"] = json!("99887766554");
+    second["companyName"] = json!("Other Portal");
+    data.desk_portals.push(second);
+    let t = Test::new().org_with("acme", data, "");
+    let run = t.once(&[]);
+    run.code(3);
+    let err = run.source("acme", "desk.reply_addresses")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("99887766554 (Other Portal)") && err.contains("desk_org_id"),
+        "{err}"
+    );
+    assert_eq!(
+        run.source("acme", "crm.from_addresses")["status"],
+        "baseline",
+        "CRM is unaffected"
+    );
+}
+
+#[test]
+fn no_secret_reaches_trace_logs_errors_or_json_even_when_things_fail() {
+    let t = Test::new().org("acme").org("revoked").webhook().email();
+    t.sim.inject(
+        Fault::new("/api/v1/departments", FaultResponse::status(500, "{}"))
+            .org("acme")
+            .times(2),
+    );
+    t.sim
+        .inject(Fault::new("/crm/v8/settings/mail_config", FaultResponse::MalformedJson).org("acme"));
+    t.sim.revoke_refresh_tokens("revoked");
+    let mut cmd = t.command(&["--once", "--json"]);
+    cmd.env("AUDITD_LOG", "trace");
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.lines().count() > 20, "trace logging is on");
+    let tokens: Vec<String> = t
+        .sim
+        .authorization_headers()
+        .iter()
+        .map(|h| h.trim_start_matches("Zoho-oauthtoken ").to_string())
+        .collect();
+    assert!(!tokens.is_empty());
+    for secret in t.secrets().into_iter().chain(tokens) {
+        assert!(!stdout.contains(&secret), "{secret} in stdout");
+        assert!(!stderr.contains(&secret), "{secret} in stderr");
+    }
+}

@@ -182,6 +182,8 @@ pub struct RecordedRequest {
     pub query: String,
     /// The HTTP status the simulator actually returned (fault responses included).
     pub status: u16,
+    /// When the answer was ready, so tests can measure back-off between requests.
+    pub at: std::time::Instant,
 }
 
 /// An org's mail configuration as the simulator serves it. Public fields so tests mutate freely.

@@ -202,6 +202,7 @@ async fn api(
                 path: path.to_owned(),
                 query: query.to_owned(),
                 status: resp.status().as_u16(),
+                at: std::time::Instant::now(),
             },
         ));
     }

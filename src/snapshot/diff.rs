@@ -4,6 +4,7 @@ use super::identity;
 use crate::pointer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What happened at a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +37,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
 fn walk(old: &Value, new: &Value, path: &mut Vec<String>, out: &mut Vec<Change>) {
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
                 path.push(key.clone());
                 member(a.get(key), b.get(key), path, out);
@@ -46,16 +47,13 @@ fn walk(old: &Value, new: &Value, path: &mut Vec<String>, out: &mut Vec<Change>)
         (Value::Array(a), Value::Array(b))
             if (identity::is_identity_list(a) || a.is_empty()) && (identity::is_identity_list(b) || b.is_empty()) =>
         {
-            let a_items: Vec<(String, &Value)> = identity::segments(a).into_iter().zip(a).collect();
-            let b_items: Vec<(String, &Value)> = identity::segments(b).into_iter().zip(b).collect();
-            let mut segs: Vec<&String> = a_items.iter().chain(&b_items).map(|(s, _)| s).collect();
-            segs.sort();
-            segs.dedup();
+            // Keyed by identity: lists of thousands of addresses stay linear-logarithmic.
+            let a_items: BTreeMap<String, &Value> = identity::segments(a).into_iter().zip(a).collect();
+            let b_items: BTreeMap<String, &Value> = identity::segments(b).into_iter().zip(b).collect();
+            let segs: BTreeSet<&String> = a_items.keys().chain(b_items.keys()).collect();
             for seg in segs {
-                let old_item = a_items.iter().find(|(s, _)| s == seg).map(|(_, v)| *v);
-                let new_item = b_items.iter().find(|(s, _)| s == seg).map(|(_, v)| *v);
                 path.push(seg.clone());
-                member(old_item, new_item, path, out);
+                member(a_items.get(seg).copied(), b_items.get(seg).copied(), path, out);
                 path.pop();
             }
         }

@@ -26,12 +26,17 @@ pub fn identity(item: &Value, content: &str) -> String {
 /// The path segment of each item, given their identities in canonical order: items sharing an
 /// identity get `#1`, `#2`, ...
 pub fn disambiguate(identities: &[String]) -> Vec<String> {
+    let mut totals: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for id in identities {
+        *totals.entry(id).or_default() += 1;
+    }
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     identities
         .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            if identities.iter().filter(|s| *s == id).count() > 1 {
-                let nth = identities[..=i].iter().filter(|s| *s == id).count();
+        .map(|id| {
+            if totals[id.as_str()] > 1 {
+                let nth = seen.entry(id).or_default();
+                *nth += 1;
                 format!("{id}#{nth}")
             } else {
                 id.clone()

@@ -23,3 +23,6 @@ pub fn to_canonical_text(doc: &serde_json::Value) -> String {
 pub fn content_hash(canonical_text: &str) -> String {
     hex::encode(Sha256::digest(canonical_text.as_bytes()))
 }
+
+#[cfg(test)]
+mod proptests;

@@ -26,6 +26,8 @@ struct TestOrg {
     name: String,
     refresh_token: String,
     extra: String,
+    /// Whether the config pins `api_domain` to the simulator (else the token response decides).
+    pin_api_domain: bool,
 }
 
 /// A test scenario.
@@ -72,7 +74,15 @@ impl Test {
             name: name.to_string(),
             refresh_token,
             extra: extra.to_string(),
+            pin_api_domain: true,
         });
+        self
+    }
+
+    /// An org whose CRM API domain comes from the token response (`OrgData::api_domain`), not the config.
+    pub fn org_trusting_token_api_domain(mut self, name: &str, data: OrgData) -> Test {
+        self = self.org_with(name, data, "");
+        self.orgs.last_mut().unwrap().pin_api_domain = false;
         self
     }
 
@@ -137,16 +147,21 @@ impl Test {
     pub fn config_text(&self) -> String {
         let url = self.sim.url();
         let mut t = format!(
-            "[daemon]\ndatabase = \"{}\"\njitter = \"0s\"\nhttp_timeout = \"5s\"\n{}\n[zoho]\nclient_id = \"{}\"\nclient_secret_env = \"{CLIENT_SECRET_ENV}\"\n",
+            "[daemon]\ndatabase = \"{}\"\njitter = \"0s\"\n{}\n[zoho]\nclient_id = \"{}\"\nclient_secret_env = \"{CLIENT_SECRET_ENV}\"\n",
             self.db_path().display(),
-            self.daemon_extra,
+            if self.daemon_extra.contains("http_timeout") {
+                self.daemon_extra.clone()
+            } else {
+                format!("http_timeout = \"5s\"\n{}", self.daemon_extra)
+            },
             zoho_auditd::sim::CLIENT_ID
         );
         for o in &self.orgs {
             t.push_str(&format!(
-                "\n[[orgs]]\nname = \"{}\"\ndc = \"us\"\nrefresh_token_env = \"{}\"\naccounts_url = \"{url}\"\napi_domain = \"{url}\"\ndesk_url = \"{url}\"\n{}\n",
+                "\n[[orgs]]\nname = \"{}\"\ndc = \"us\"\nrefresh_token_env = \"{}\"\naccounts_url = \"{url}\"\n{}desk_url = \"{url}\"\n{}\n",
                 o.name,
                 Self::env_var_for(&o.name),
+                if o.pin_api_domain { format!("api_domain = \"{url}\"\n") } else { String::new() },
                 o.extra
             ));
         }
