@@ -25,6 +25,10 @@ use std::time::Duration;
 /// `--once` delivers for at most this long before it exits; the rest stays queued.
 pub const ONCE_DELIVERY_BUDGET: Duration = Duration::from_secs(30);
 
+/// One outbox delivery round at a time in this process: the daemon's concurrent org passes and its outbox
+/// timer would otherwise read, and send, the same due rows twice.
+pub static DELIVERY_ROUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Everything a pass needs.
 pub struct Context {
     pub config: Arc<Config>,
@@ -165,8 +169,14 @@ impl PassReport {
 pub async fn run_pass(ctx: &Context, orgs: &[String], delivery: DeliveryMode) -> Result<PassReport, StoreError> {
     let started = now_unix();
     let selected: Vec<&OrgConfig> = ctx.config.orgs.iter().filter(|o| orgs.contains(&o.name)).collect();
-    let mut results: Vec<(usize, OrgAudit)> = futures::stream::iter(selected.into_iter().enumerate())
+    // The futures are built before the stream: a closure inside the stream's type would make this
+    // future's `Send` unprovable (rust-lang/rust#102211), and the daemon spawns it.
+    let audits: Vec<_> = selected
+        .into_iter()
+        .enumerate()
         .map(|(i, org)| async move { audit_org(ctx, org).await.map(|r| (i, r)) })
+        .collect();
+    let mut results: Vec<(usize, OrgAudit)> = futures::stream::iter(audits)
         .buffer_unordered(ctx.config.daemon.concurrency)
         .collect::<Vec<_>>()
         .await
@@ -179,6 +189,7 @@ pub async fn run_pass(ctx: &Context, orgs: &[String], delivery: DeliveryMode) ->
         ..Default::default()
     };
     if ctx.notify {
+        let _one_round_at_a_time = DELIVERY_ROUND.lock().await;
         let deadline = tokio::time::Instant::now() + ONCE_DELIVERY_BUDGET;
         totals.delivered = alert::deliver_due(&ctx.store, &ctx.dispatcher, delivery, deadline)
             .await?

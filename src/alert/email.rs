@@ -109,7 +109,7 @@ impl EmailSender {
                             .body(render::html(alert)),
                     ),
             )
-            .map_err(|e| DeliveryError::Failed(format!("cannot build the message: {e}")))
+            .map_err(|e| DeliveryError::failed(format!("cannot build the message: {e}")))
     }
 
     pub async fn send(&self, alert: &AlertPayload) -> Result<(), DeliveryError> {
@@ -122,7 +122,7 @@ impl EmailSender {
                 text = format!("{text}: {s}");
                 source = s.source();
             }
-            DeliveryError::Failed(format!("SMTP: {text}"))
+            DeliveryError::failed(format!("SMTP: {text}"))
         })
     }
 }

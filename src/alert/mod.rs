@@ -13,11 +13,25 @@ pub use payload::{AlertKind, AlertPayload, SourceDrift};
 /// Why one delivery attempt failed. Never contains a password or key.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("{0}")]
-    Failed(String),
+    #[error("{message}")]
+    Failed {
+        message: String,
+        /// The receiver's `Retry-After`, honoured when it is later than our own backoff.
+        retry_after: Option<std::time::Duration>,
+    },
     /// The receiver said never to try again (webhook 410).
     #[error("{0}")]
     Gone(String),
+}
+
+impl DeliveryError {
+    /// A failure worth retrying on the usual schedule.
+    pub fn failed(message: impl Into<String>) -> DeliveryError {
+        DeliveryError::Failed {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
 }
 
 /// A channel that cannot be set up (bad CA file, missing secret).

@@ -12,17 +12,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// After this many attempts a row is dead.
-pub const MAX_ATTEMPTS: i64 = 20;
-/// A row older than this is dead after its next failure.
-pub const MAX_AGE_SECS: i64 = 24 * 3600;
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_SECS`].
 const FIRST_BACKOFF_SECS: i64 = 30;
 const MAX_BACKOFF_SECS: i64 = 3600;
 
-/// The senders of every configured channel.
+/// The senders of every configured channel, and when to give up on a row.
 pub struct Dispatcher {
     senders: BTreeMap<String, Sender>,
+    /// `[daemon] alert_max_attempts`.
+    max_attempts: i64,
+    /// `[daemon] alert_max_age`, in seconds.
+    max_age_secs: i64,
 }
 
 enum Sender {
@@ -40,14 +40,18 @@ impl Dispatcher {
             };
             senders.insert(ch.name.clone(), sender);
         }
-        Ok(Dispatcher { senders })
+        Ok(Dispatcher {
+            senders,
+            max_attempts: i64::from(config.daemon.alert_max_attempts),
+            max_age_secs: config.daemon.alert_max_age.as_secs() as i64,
+        })
     }
 
     async fn send(&self, channel: &str, alert: &AlertPayload, stored_json: &str) -> Result<(), DeliveryError> {
         match self.senders.get(channel) {
             Some(Sender::Email(s)) => s.send(alert).await,
             Some(Sender::Webhook(s)) => s.send(alert, stored_json).await,
-            None => Err(DeliveryError::Failed(format!(
+            None => Err(DeliveryError::failed(format!(
                 "channel `{channel}` is no longer in the config"
             ))),
         }
@@ -130,9 +134,7 @@ async fn deliver_channel(
             .await
             {
                 Ok(r) => r,
-                Err(_) => Err(DeliveryError::Failed(
-                    "gave up: delivery time for this run ran out".into(),
-                )),
+                Err(_) => Err(DeliveryError::failed("gave up: delivery time for this run ran out")),
             },
         };
         let now = now_unix();
@@ -146,9 +148,15 @@ async fn deliver_channel(
             Err(e) => {
                 let attempts = row.attempts + 1;
                 let dead = matches!(e, DeliveryError::Gone(_))
-                    || attempts >= MAX_ATTEMPTS
-                    || now - row.alert_created_at >= MAX_AGE_SECS;
-                let next = next_attempt_at(now, row.attempts);
+                    || attempts >= dispatcher.max_attempts
+                    || now - row.age_from >= dispatcher.max_age_secs;
+                let retry_after = match &e {
+                    DeliveryError::Failed {
+                        retry_after: Some(d), ..
+                    } => now + d.as_secs() as i64,
+                    _ => now,
+                };
+                let next = next_attempt_at(now, row.attempts).max(retry_after);
                 let message = e.to_string();
                 if dead {
                     tracing::error!(channel = %row.channel, org = %row.org, event_id = %row.event_id, attempts, error = %message, "alert is dead: no more attempts");

@@ -69,17 +69,23 @@ impl WebhookSender {
             .body(body)
             .send()
             .await
-            .map_err(|e| DeliveryError::Failed(crate::zoho::http::describe_transport("webhook POST", &e)))?;
+            .map_err(|e| DeliveryError::failed(crate::zoho::http::describe_transport("webhook POST", &e)))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())
         } else if status.as_u16() == 410 {
             Err(DeliveryError::Gone("webhook answered HTTP 410 Gone".into()))
         } else {
-            Err(DeliveryError::Failed(format!(
-                "webhook answered HTTP {}",
-                status.as_u16()
-            )))
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Err(DeliveryError::Failed {
+                message: format!("webhook answered HTTP {}", status.as_u16()),
+                retry_after,
+            })
         }
     }
 }

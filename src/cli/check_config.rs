@@ -42,6 +42,8 @@ pub fn render(c: &Config) -> String {
         let _ = writeln!(o, "metrics_listen = {:?}", m.to_string());
     }
     let _ = writeln!(o, "shutdown_grace = {:?}", format_duration(d.shutdown_grace));
+    let _ = writeln!(o, "alert_max_attempts = {}", d.alert_max_attempts);
+    let _ = writeln!(o, "alert_max_age = {:?}", format_duration(d.alert_max_age));
     for org in &c.orgs {
         let _ = writeln!(o, "\n[[orgs]]\nname = {:?}\ndc = {:?}", org.name, org.dc.as_str());
         let _ = writeln!(

@@ -1,8 +1,10 @@
 //! The command line: what the user typed, dispatched to one command each; the edge where errors
 //! become one line on stderr (with their causes) and an exit code.
 
+mod alerts;
 mod check_config;
 mod demo;
+mod history;
 mod once;
 mod status;
 
@@ -60,8 +62,58 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshots of an org, newest first, with the drift each one brought
+    History {
+        /// The org's name in the config
+        org: String,
+        /// Only this source (e.g. desk.reply_addresses)
+        #[arg(long, value_name = "ID")]
+        source: Option<String>,
+        /// At most this many snapshots
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// The changes and unified diff between two snapshots of one source (default: the last two)
+    Diff {
+        /// The org's name in the config
+        org: String,
+        /// The source (e.g. desk.reply_addresses)
+        #[arg(long, value_name = "ID")]
+        source: String,
+        /// The older snapshot [default: the one before --to]
+        #[arg(long, value_name = "SNAPSHOT")]
+        from: Option<i64>,
+        /// The newer snapshot [default: the latest]
+        #[arg(long, value_name = "SNAPSHOT")]
+        to: Option<i64>,
+    },
+    /// Pending and dead alerts per channel; `alerts retry` requeues dead ones
+    Alerts {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
+    },
     /// The whole job against the bundled Zoho simulator: no Zoho account needed
     Demo,
+}
+
+/// What `auditd alerts` can do besides listing.
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Requeue a dead alert (by the id `auditd alerts` shows), or every dead one
+    Retry {
+        /// The outbox id
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<i64>,
+        /// Requeue every dead alert
+        #[arg(long)]
+        all_dead: bool,
+    },
 }
 
 /// Parses the command line, runs the command, and returns its exit code.
@@ -101,6 +153,18 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Some(Command::CheckConfig) => check_config::run(&config_path),
         Some(Command::Status { json }) => status::run(&config_path, json).await,
         Some(Command::Demo) => demo::run().await,
+        Some(Command::History {
+            org,
+            source,
+            limit,
+            json,
+        }) => history::history(&config_path, &org, source.as_deref(), limit, json).await,
+        Some(Command::Diff { org, source, from, to }) => history::diff(&config_path, &org, &source, from, to).await,
+        Some(Command::Alerts { json, action: None }) => alerts::list(&config_path, json).await,
+        Some(Command::Alerts {
+            action: Some(AlertsAction::Retry { id, all_dead }),
+            ..
+        }) => alerts::retry(&config_path, id, all_dead).await,
         None if cli.once => {
             once::run(
                 &config_path,
@@ -112,10 +176,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
             )
             .await
         }
-        None => report(
-            &anyhow::anyhow!("the long-running daemon is not built yet; use `auditd --once` from a timer (see README)"),
-            ExitCode::Fatal,
-        ),
+        None => match crate::daemon::run_until_signalled(&config_path).await {
+            Ok(()) => ExitCode::Clean,
+            Err(e) => {
+                let code = e.exit_code();
+                report(&anyhow::Error::new(e), code)
+            }
+        },
     }
 }
 
@@ -132,9 +199,12 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: journald and CI logs get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -150,6 +220,11 @@ pub fn report(error: &anyhow::Error, code: ExitCode) -> ExitCode {
     }
     eprintln!("{text}");
     code
+}
+
+/// Opens the database of a read-only command (no lock: these run beside the daemon).
+fn open_store(config: &Config) -> Result<crate::store::Store, ExitCode> {
+    crate::store::Store::open(&config.daemon.database).map_err(|e| report(&anyhow::Error::new(e), ExitCode::Fatal))
 }
 
 /// Loads the config; an invalid one is exit 78. Warnings go to the log.

@@ -84,6 +84,10 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// How long in-flight audits may go on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// An alert row is dead after this many failed attempts...
+    pub alert_max_attempts: u32,
+    /// ...or after a failure this long after the alert was created (or requeued).
+    pub alert_max_age: Duration,
 }
 
 /// The OAuth client an org authenticates with (`[zoho]`, with the org's overrides applied).
@@ -455,6 +459,19 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             "daemon.shutdown_grace",
             d.shutdown_grace.as_deref(),
             Duration::from_secs(20),
+        ),
+        alert_max_attempts: match d.alert_max_attempts {
+            None => 20,
+            Some(n) if (1..=1000).contains(&n) => n as u32,
+            Some(n) => {
+                c.problem("daemon.alert_max_attempts", format!("{n} is out of range (1 to 1000)"));
+                20
+            }
+        },
+        alert_max_age: c.duration(
+            "daemon.alert_max_age",
+            d.alert_max_age.as_deref(),
+            Duration::from_secs(24 * 3600),
         ),
     };
     if daemon.http_timeout.is_zero() {

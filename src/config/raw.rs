@@ -30,6 +30,8 @@ pub struct RawDaemon {
     pub http_timeout: Option<String>,
     pub metrics_listen: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub alert_max_attempts: Option<i64>,
+    pub alert_max_age: Option<String>,
 }
 
 /// `[zoho]`, and the same keys inside an `[[orgs]]` entry, which override it.

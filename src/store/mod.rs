@@ -47,7 +47,11 @@ pub enum StoreError {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("schema.sql"))])
+    // Append only: a released migration is never edited.
+    Migrations::new(vec![
+        M::up(include_str!("001_schema.sql")),
+        M::up(include_str!("002_outbox_requeue.sql")),
+    ])
 }
 
 /// The database. Cloning is cheap; clones share one connection.

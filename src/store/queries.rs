@@ -398,13 +398,14 @@ pub struct OutboxItem {
     pub channel: String,
     pub payload: String,
     pub attempts: i64,
-    pub alert_created_at: i64,
+    /// Where the dead-letter age counts from: the alert's creation, or its last requeue.
+    pub age_from: i64,
 }
 
 /// Pending rows whose timer is due (or every pending row when `ignore_timer`), oldest first.
 pub fn due_outbox(conn: &Connection, now: i64, ignore_timer: bool) -> rusqlite::Result<Vec<OutboxItem>> {
     let mut stmt = conn.prepare(
-        "SELECT o.id, a.event_id, a.org, a.kind, o.channel, a.payload, o.attempts, a.created_at \
+        "SELECT o.id, a.event_id, a.org, a.kind, o.channel, a.payload, o.attempts, COALESCE(o.requeued_at, a.created_at) \
          FROM outbox o JOIN alerts a ON a.id = o.alert_id \
          WHERE o.status = 'pending' AND (?2 OR o.next_attempt_at <= ?1) ORDER BY o.id",
     )?;
@@ -417,7 +418,7 @@ pub fn due_outbox(conn: &Connection, now: i64, ignore_timer: bool) -> rusqlite::
             channel: r.get(4)?,
             payload: r.get(5)?,
             attempts: r.get(6)?,
-            alert_created_at: r.get(7)?,
+            age_from: r.get(7)?,
         })
     })?;
     rows.collect()
@@ -461,4 +462,124 @@ pub fn outbox_backlog(conn: &Connection) -> rusqlite::Result<Vec<ChannelBacklog>
         })
     })?;
     rows.collect()
+}
+
+/// One outbox row as `auditd alerts` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub event_id: String,
+    pub channel: String,
+    pub org: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Pending and dead rows, oldest first.
+pub fn undelivered(conn: &Connection) -> rusqlite::Result<Vec<OutboxEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, a.event_id, o.channel, a.org, a.kind, o.status, o.attempts, a.created_at, \
+         CASE WHEN o.status = 'pending' THEN o.next_attempt_at END, o.last_error \
+         FROM outbox o JOIN alerts a ON a.id = o.alert_id WHERE o.status IN ('pending', 'dead') ORDER BY o.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(OutboxEntry {
+            id: r.get(0)?,
+            event_id: r.get(1)?,
+            channel: r.get(2)?,
+            org: r.get(3)?,
+            kind: r.get(4)?,
+            status: r.get(5)?,
+            attempts: r.get(6)?,
+            created_at: r.get(7)?,
+            next_attempt_at: r.get(8)?,
+            last_error: r.get(9)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Which dead rows to requeue.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue {
+    One(i64),
+    AllDead,
+}
+
+/// Requeues dead rows with a fresh set of attempts; returns how many. Rows that are not dead are left
+/// alone (a delivered alert is never sent twice).
+pub fn requeue_dead(conn: &Connection, which: Requeue, now: i64) -> rusqlite::Result<usize> {
+    let sql = "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?1, requeued_at = ?1 \
+               WHERE status = 'dead' AND (?2 IS NULL OR id = ?2)";
+    let id = match which {
+        Requeue::One(id) => Some(id),
+        Requeue::AllDead => None,
+    };
+    conn.execute(sql, params![now, id])
+}
+
+/// The status of one outbox row, if it exists.
+pub fn outbox_status(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+}
+
+/// One snapshot in `auditd history`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    pub snapshot: i64,
+    pub source: String,
+    pub taken_at: i64,
+    pub last_seen_at: i64,
+    /// Changes against the previous snapshot; `None` for a baseline.
+    pub changes: Option<i64>,
+    pub event_id: Option<String>,
+}
+
+/// Snapshots of an org, newest first.
+pub fn history(conn: &Connection, org: &str, source: Option<&str>, limit: i64) -> rusqlite::Result<Vec<HistoryEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT s.id, s.source, s.taken_at, s.last_seen_at, json_array_length(d.changes), a.event_id \
+         FROM snapshots s LEFT JOIN drifts d ON d.to_snapshot = s.id LEFT JOIN alerts a ON a.id = d.alert_id \
+         WHERE s.org = ?1 AND (?2 IS NULL OR s.source = ?2) ORDER BY s.id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![org, source, limit], |r| {
+        Ok(HistoryEntry {
+            snapshot: r.get(0)?,
+            source: r.get(1)?,
+            taken_at: r.get(2)?,
+            last_seen_at: r.get(3)?,
+            changes: r.get(4)?,
+            event_id: r.get(5)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The snapshot of an org and source just before `id`.
+pub fn snapshot_before(
+    conn: &Connection,
+    org: &str,
+    source: &str,
+    id: i64,
+) -> rusqlite::Result<Option<StoredSnapshot>> {
+    conn.query_row(
+        "SELECT s.id, s.hash, b.body, s.taken_at FROM snapshots s JOIN bodies b ON b.hash = s.hash \
+         WHERE s.org = ?1 AND s.source = ?2 AND s.id < ?3 ORDER BY s.id DESC LIMIT 1",
+        params![org, source, id],
+        snapshot_from_row,
+    )
+    .optional()
+}
+
+/// Which org and source a snapshot belongs to.
+pub fn snapshot_owner(conn: &Connection, id: i64) -> rusqlite::Result<Option<(String, String)>> {
+    conn.query_row("SELECT org, source FROM snapshots WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .optional()
 }

@@ -83,6 +83,7 @@ pub async fn get_json(
                 retry_after: None,
             }),
         };
+        crate::metrics::record_api_request(&req.url, outcome.is_ok());
         match outcome {
             Ok(v) => return Ok(v),
             Err(Attempt::Final(e)) => return Err(e),

@@ -36,6 +36,7 @@ pub struct Test {
     pub sim: Simulator,
     pub hook: Option<WebhookSink>,
     pub smtp: Option<SmtpSink>,
+    hook_url_override: Option<String>,
     orgs: Vec<TestOrg>,
     /// Extra TOML appended to the config (more channels, [daemon] keys, ...).
     extra: String,
@@ -55,6 +56,7 @@ impl Test {
             sim: Simulator::start(),
             hook: None,
             smtp: None,
+            hook_url_override: None,
             orgs: Vec::new(),
             extra: String::new(),
             daemon_extra: String::new(),
@@ -88,25 +90,60 @@ impl Test {
 
     /// A webhook channel `hook`, signed with [`WEBHOOK_SECRET`].
     pub fn webhook(mut self) -> Test {
-        let hook = WebhookSink::start();
-        self.extra.push_str(&format!(
-            "\n[alerts.hook]\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"AUDITD_TEST_WEBHOOK_SECRET\"\n",
-            hook.url()
-        ));
-        self.hook = Some(hook);
+        self.hook = Some(WebhookSink::start());
         self
     }
 
+    /// Points the `hook` channel somewhere else (a black hole, a dead port) until called with `None`.
+    pub fn retarget_webhook(&mut self, url: Option<String>) {
+        self.hook_url_override = url;
+    }
+
     /// An email channel `mail` to a real SMTP server (aiosmtpd) with STARTTLS and AUTH, trusted via `ca_file`.
-    pub fn email(mut self) -> Test {
-        let smtp = SmtpSink::start(&self.dir.path().join("smtp"));
-        self.extra.push_str(&format!(
-            "\n[alerts.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"{SMTP_USER}\"\npassword_env = \"AUDITD_TEST_SMTP_PASSWORD\"\nfrom = \"auditd <auditd@example.com>\"\nto = [\"ops@example.com\"]\nca_file = \"{}\"\n",
-            smtp.port,
-            smtp.ca_file.display()
-        ));
-        self.smtp = Some(smtp);
+    pub fn email(self) -> Test {
+        self.email_with_tls("starttls")
+    }
+
+    /// An email channel whose server speaks `tls_mode` (`starttls`, `tls` or `none`).
+    pub fn email_with_tls(mut self, tls_mode: &str) -> Test {
+        self.smtp = Some(SmtpSink::start(&self.dir.path().join("smtp"), tls_mode));
         self
+    }
+
+    /// Stops the SMTP server (an outage); [`Test::restart_smtp`] brings a new one up.
+    pub fn stop_smtp(&mut self) {
+        self.smtp.as_mut().expect("test has an SMTP server").stop();
+    }
+
+    /// A fresh SMTP server (new port and folder, same channel name), as after an outage.
+    pub fn restart_smtp(&mut self) {
+        let mode = self
+            .smtp
+            .as_ref()
+            .map(|s| s.tls_mode.clone())
+            .unwrap_or_else(|| "starttls".into());
+        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0);
+        self.smtp = Some(SmtpSink::start(&self.dir.path().join(format!("smtp-{n}")), &mode));
+    }
+
+    fn channels_text(&self) -> String {
+        let mut t = String::new();
+        if let Some(hook) = &self.hook {
+            let url = self.hook_url_override.clone().unwrap_or_else(|| hook.url());
+            t.push_str(&format!(
+                "\n[alerts.hook]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"AUDITD_TEST_WEBHOOK_SECRET\"\n"
+            ));
+        }
+        if let Some(smtp) = &self.smtp {
+            t.push_str(&format!(
+                "\n[alerts.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"{}\"\nusername = \"{SMTP_USER}\"\npassword_env = \"AUDITD_TEST_SMTP_PASSWORD\"\nfrom = \"auditd <auditd@example.com>\"\nto = [\"ops@example.com\"]\n",
+                smtp.port, smtp.tls_mode
+            ));
+            if let Some(ca) = &smtp.ca_file {
+                t.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+            }
+        }
+        t
     }
 
     /// Extra `[daemon]` keys.
@@ -140,6 +177,15 @@ impl Test {
             .clone()
     }
 
+    /// Gives `org` a different refresh token in the config from now on.
+    pub fn set_refresh_token(&mut self, org: &str, token: &str) {
+        self.orgs
+            .iter_mut()
+            .find(|o| o.name == org)
+            .expect("known org")
+            .refresh_token = token.to_string();
+    }
+
     fn env_var_for(org: &str) -> String {
         format!("AUDITD_TEST_REFRESH_{}", org.to_uppercase().replace('-', "_"))
     }
@@ -165,6 +211,7 @@ impl Test {
                 o.extra
             ));
         }
+        t.push_str(&self.channels_text());
         t.push_str(&self.extra);
         t
     }
@@ -330,25 +377,20 @@ pub struct SmtpSink {
     /// Closing it tells the server to exit.
     _stdin: ChildStdin,
     pub port: u16,
-    pub ca_file: PathBuf,
+    /// The CA that signed the server's certificate (none in plain mode).
+    pub ca_file: Option<PathBuf>,
     pub dir: PathBuf,
+    pub tls_mode: String,
 }
 
 impl SmtpSink {
-    pub fn start(dir: &Path) -> SmtpSink {
+    pub fn start(dir: &Path, tls_mode: &str) -> SmtpSink {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_sink.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg("--dir")
             .arg(dir)
-            .args([
-                "--tls-mode",
-                "starttls",
-                "--user",
-                SMTP_USER,
-                "--password",
-                SMTP_PASSWORD,
-            ])
+            .args(["--tls-mode", tls_mode, "--user", SMTP_USER, "--password", SMTP_PASSWORD])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -364,8 +406,9 @@ impl SmtpSink {
             child,
             _stdin: stdin,
             port: banner["port"].as_u64().unwrap() as u16,
-            ca_file: PathBuf::from(banner["cert"].as_str().unwrap()),
+            ca_file: banner["cert"].as_str().map(PathBuf::from),
             dir: dir.to_path_buf(),
+            tls_mode: tls_mode.to_string(),
         }
     }
 
