@@ -276,22 +276,26 @@ async fn audit_org(ctx: &Context, org: &OrgConfig) -> Result<OrgAudit, StoreErro
         redactor: &ctx.redactor,
         retry: ctx.retry,
     };
-    let mut session = Session::new(org, deps, refresh.clone(), &row);
-    let rules = Rules {
-        source: SourceId::CrmMailConfig,
-        ignore: &org.ignore,
-        redactor: &ctx.redactor,
-    };
+    let session = Session::new(org, deps, refresh.clone(), &row);
+    // Sources are fetched concurrently; the session caps requests in flight, mints one token for all,
+    // and turns every call after a pass-ending answer (dead grant, daily limit) into that answer.
+    let results = futures::future::join_all(org.sources.iter().map(|&source| {
+        let session = &session;
+        async move { (source, fetch_source(session, source).await) }
+    }))
+    .await;
     let mut fetched = Vec::new();
     let mut reconnect = None;
-    let mut stop: Option<String> = None;
-    for &source in &org.sources {
-        if let Some(why) = &stop {
-            fetched.push((source, Fetched::Skipped(why.clone())));
-            continue;
-        }
-        let outcome = match fetch_source(&mut session, source).await {
-            Ok(doc) => Fetched::Document(snapshot::canonicalize(&doc, &Rules { source, ..rules })),
+    for (source, result) in results {
+        let outcome = match result {
+            Ok(doc) => {
+                let rules = Rules {
+                    source,
+                    ignore: &org.ignore,
+                    redactor: &ctx.redactor,
+                };
+                Fetched::Document(snapshot::canonicalize(&doc, &rules))
+            }
             Err(SessionError::Store(e)) => return Err(e),
             Err(SessionError::Zoho(e)) => {
                 tracing::warn!(org = %org.name, %source, error = %e, "source not audited");
@@ -301,20 +305,12 @@ async fn audit_org(ctx: &Context, org: &OrgConfig) -> Result<OrgAudit, StoreErro
                             reason: e.reconnect_reason(),
                             failed_token_fp: refresh.fingerprint.clone(),
                         });
-                        stop = Some("needs reconnect".into());
                         Fetched::Skipped(e.to_string())
                     }
                     ZohoError::Unavailable { .. } => Fetched::Unavailable(e.to_string()),
-                    // Throttling and budget: the org's other sources would meet the same answer.
-                    ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } => {
-                        stop = Some(e.to_string());
-                        Fetched::Skipped(e.to_string())
-                    }
-                    // A token endpoint or api_domain failure is the org's, not this source's.
-                    ZohoError::ApiDomainRefused(_) => {
-                        stop = Some(e.to_string());
-                        Fetched::Error(e.to_string())
-                    }
+                    // Throttling and the token budget: not this source's failure; it was not (or no
+                    // longer) asked.
+                    ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } => Fetched::Skipped(e.to_string()),
                     _ => Fetched::Error(e.to_string()),
                 }
             }

@@ -481,11 +481,12 @@ fn desk_daily_limit_stops_the_org_for_this_pass_without_retrying() {
     run.code(3);
     assert_eq!(run.source("acme", "desk.mail_configurations")["status"], "skipped");
     assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "skipped");
-    assert_eq!(
-        run.source("acme", "crm.compose")["status"],
-        "ok",
-        "sources before the limit were audited"
-    );
+    for s in run.org("acme")["sources"].as_array().unwrap() {
+        assert!(
+            s["status"] == "ok" || s["status"] == "skipped",
+            "audited before the limit, or not at all: {s}"
+        );
+    }
     let limited = t.sim.requests("acme")[before..]
         .iter()
         .filter(|r| r.path == "/api/v1/mailConfigurations")

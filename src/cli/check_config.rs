@@ -59,6 +59,7 @@ pub fn render(c: &Config) -> String {
             list(&org.client.scopes)
         );
         let _ = writeln!(o, "crm_api_version = {:?}", org.crm_api_version);
+        let _ = writeln!(o, "max_in_flight = {}", org.max_in_flight);
         let token = org
             .refresh_token
             .as_ref()

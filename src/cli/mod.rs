@@ -3,6 +3,7 @@
 
 mod alerts;
 mod check_config;
+mod connect;
 mod demo;
 mod history;
 mod once;
@@ -61,6 +62,17 @@ pub enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+    /// Give an org its refresh token through Zoho's consent page (clears needs-reconnect)
+    Connect {
+        /// The org's name in the config
+        org: String,
+        /// Where to receive the redirect [default: the host and port of redirect_uri]
+        #[arg(long, value_name = "ADDR", conflicts_with = "code")]
+        listen: Option<String>,
+        /// A code, or the whole redirect URL, pasted from the browser instead of listening
+        #[arg(long, value_name = "CODE_OR_REDIRECT_URL")]
+        code: Option<String>,
     },
     /// Snapshots of an org, newest first, with the drift each one brought
     History {
@@ -153,6 +165,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Some(Command::CheckConfig) => check_config::run(&config_path),
         Some(Command::Status { json }) => status::run(&config_path, json).await,
         Some(Command::Demo) => demo::run().await,
+        Some(Command::Connect { org, listen, code }) => connect::run(&config_path, &org, listen, code).await,
         Some(Command::History {
             org,
             source,

@@ -106,6 +106,8 @@ pub struct OrgConfig {
     pub dc: Dc,
     pub client: OAuthClient,
     pub crm_api_version: String,
+    /// At most this many requests to Zoho at once for this org (Zoho allows 5 to 25 by edition).
+    pub max_in_flight: usize,
     /// The refresh token from the config; one stored by `auditd connect` wins over it.
     pub refresh_token: Option<SecretRef>,
     /// The sources to audit, in catalog order.
@@ -612,6 +614,14 @@ fn validate_org(
         );
     }
 
+    let max_in_flight = match org.max_in_flight.or(z.max_in_flight) {
+        None => 3,
+        Some(n) if (1..=25).contains(&n) => n as usize,
+        Some(n) => {
+            c.problem(key("max_in_flight"), format!("{n} is out of range (1 to 25)"));
+            3
+        }
+    };
     let refresh_token = c.secret(
         &key("refresh_token"),
         org.refresh_token.as_ref(),
@@ -711,6 +721,7 @@ fn validate_org(
             scopes,
         },
         crm_api_version,
+        max_in_flight,
         refresh_token,
         sources,
         desk_org_id: org.desk_org_id.clone(),

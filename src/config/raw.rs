@@ -45,6 +45,7 @@ pub struct RawOAuthClient {
     pub redirect_uri: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub crm_api_version: Option<String>,
+    pub max_in_flight: Option<i64>,
 }
 
 /// One `[[orgs]]` entry.
@@ -74,6 +75,7 @@ pub struct RawOrg {
     pub redirect_uri: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub crm_api_version: Option<String>,
+    pub max_in_flight: Option<i64>,
 }
 
 /// One `[alerts.NAME]` table. Kind-specific keys are checked during validation, so that a key that

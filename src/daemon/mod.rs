@@ -268,17 +268,19 @@ impl Daemon {
                         OrgState::Error => "error",
                     };
                     let changes: usize = org.sources.iter().map(|s| s.changes).sum();
-                    tracing::info!(
-                        org = %org.org,
-                        state,
-                        outcome,
-                        changes,
-                        reason = org.reason.as_deref().unwrap_or(""),
-                        delivered = report.alerts.delivered,
-                        pending = report.alerts.pending,
-                        "audit finished"
-                    );
-                    if org.state == OrgState::NeedsReconnect {
+                    let (delivered, pending) = (report.alerts.delivered, report.alerts.pending);
+                    match &org.reason {
+                        None => {
+                            tracing::info!(org = %org.org, %state, %outcome, changes, delivered, pending, "audit finished")
+                        }
+                        // An org that could not be audited in full deserves a warning with its reason.
+                        Some(reason) => {
+                            tracing::warn!(org = %org.org, %state, %outcome, changes, delivered, pending, %reason, "audit finished")
+                        }
+                    }
+                    // An org dropped by a reload while it ran no longer belongs on the status line.
+                    let configured = self.contexts.borrow().config.org(&org.org).is_some();
+                    if org.state == OrgState::NeedsReconnect && configured {
                         self.status.needs_reconnect.insert(org.org.clone());
                     } else {
                         self.status.needs_reconnect.remove(&org.org);
@@ -303,7 +305,9 @@ impl Daemon {
     async fn reload(&mut self) {
         notify::reloading();
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading the config");
-        match self.try_reload().await {
+        let result = self.try_reload().await;
+        self.status.reload_failed = result.is_err();
+        match result {
             Ok(changes) => tracing::info!(
                 orgs = self.status.orgs,
                 added = ?changes.added,

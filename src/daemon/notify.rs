@@ -108,6 +108,8 @@ pub struct StatusLine {
     pub needs_reconnect: BTreeSet<String>,
     /// Set while stopping: audits still running.
     pub stopping_with: Option<usize>,
+    /// The last SIGHUP was refused: the daemon still runs on the config before it.
+    pub reload_failed: bool,
 }
 
 impl fmt::Display for StatusLine {
@@ -121,11 +123,18 @@ impl fmt::Display for StatusLine {
             None => write!(f, "; no pass yet")?,
         }
         if self.needs_reconnect.is_empty() {
-            write!(f, "; none needs reconnect")
+            write!(f, "; none needs reconnect")?;
         } else {
             let names: Vec<&str> = self.needs_reconnect.iter().map(String::as_str).collect();
-            write!(f, "; needs reconnect: {}", names.join(", "))
+            write!(f, "; needs reconnect: {}", names.join(", "))?;
         }
+        if self.reload_failed {
+            write!(
+                f,
+                "; last reload failed, running on the previous config (see the journal)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -152,6 +161,10 @@ mod tests {
             line.to_string(),
             "3 org(s); last pass: acme drift at 1970-01-01T00:00:00Z; needs reconnect: globex, initech"
         );
+        line.reload_failed = true;
+        assert!(line
+            .to_string()
+            .ends_with("; last reload failed, running on the previous config (see the journal)"));
         line.stopping_with = Some(1);
         assert!(line
             .to_string()

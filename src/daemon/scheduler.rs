@@ -107,7 +107,8 @@ impl CronScheduler {
         Ok(changes)
     }
 
-    /// Stops every job; no tick is sent after this returns.
+    /// Stops the scheduler. A tick it was already sending may still arrive; the daemon's loop has
+    /// ended by then and ignores it.
     pub async fn shutdown(&mut self) {
         if let Err(e) = quietly(self.scheduler.shutdown()).await {
             tracing::warn!(error = %e, "the cron scheduler did not shut down cleanly");

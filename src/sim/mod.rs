@@ -141,6 +141,11 @@ impl Simulator {
         lock(&self.state).faults.clear();
     }
 
+    /// The most API requests of `org` the simulator was answering at the same moment.
+    pub fn max_concurrent_requests(&self, org: &str) -> usize {
+        lock(&self.state).in_flight.get(org).map(|(_, max)| *max).unwrap_or(0)
+    }
+
     /// Every API request attributed to that org (by its access token, even an expired or
     /// invalidated one), in the order they were answered, with the status actually returned.
     /// Calls to the accounts server (`/oauth/...`) are not included.

@@ -185,6 +185,11 @@ async fn api(
         let mut st = lock(state);
         let org = token.and_then(|t| st.org_of_access_token(t));
         let fault = st.take_fault(path, org.as_deref());
+        if let Some(o) = &org {
+            let (now, max) = st.in_flight.entry(o.clone()).or_default();
+            *now += 1;
+            *max = (*max).max(*now);
+        }
         (org, fault)
     };
     let resp = match run_fault(fault).await {
@@ -195,7 +200,11 @@ async fn api(
         }
     };
     if let Some(org) = org {
-        lock(state).requests.push((
+        let mut st = lock(state);
+        if let Some((now, _)) = st.in_flight.get_mut(&org) {
+            *now -= 1;
+        }
+        st.requests.push((
             org,
             RecordedRequest {
                 method: method.to_string(),

@@ -97,6 +97,8 @@ pub(crate) struct State {
     pub(crate) token_requests: HashMap<String, usize>,
     pub(crate) tokens_minted: HashMap<String, usize>,
     pub(crate) authorization_headers: Vec<String>,
+    /// API requests being answered right now, per org, and the most ever seen at once.
+    pub(crate) in_flight: HashMap<String, (usize, usize)>,
 }
 
 impl State {
@@ -115,6 +117,7 @@ impl State {
             token_requests: HashMap::new(),
             tokens_minted: HashMap::new(),
             authorization_headers: Vec::new(),
+            in_flight: HashMap::new(),
         }
     }
 

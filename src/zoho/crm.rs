@@ -1,6 +1,6 @@
 //! Zoho CRM mail sources.
 
-use super::session::{Session, SessionError};
+use super::session::{Session, SessionError, Target};
 use super::ZohoError;
 use crate::catalog::SourceId;
 use serde_json::{json, Map, Value};
@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 /// The `type` values of the compose settings, each one request.
 pub const COMPOSE_TYPES: [&str; 3] = ["default", "emailin", "mass_mail"];
 
-pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, SessionError> {
+pub async fn fetch(s: &Session<'_>, source: SourceId) -> Result<Value, SessionError> {
     let v = s.org.crm_api_version.clone();
     match source {
         SourceId::CrmMailConfig => {
@@ -52,9 +52,8 @@ pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, Sessi
     }
 }
 
-async fn get(s: &mut Session<'_>, path: &str, query: Vec<(&str, String)>) -> Result<Option<Value>, SessionError> {
-    let url = s.crm_url(path);
-    s.get(format!("GET {path}"), url, query, false).await
+async fn get(s: &Session<'_>, path: &str, query: Vec<(&str, String)>) -> Result<Option<Value>, SessionError> {
+    s.get(Target::Crm(path), query).await
 }
 
 /// The list under `key`, or a malformed-response error: a body without it must not look like an

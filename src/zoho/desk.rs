@@ -2,7 +2,7 @@
 //! source fails as a whole.
 
 use super::crm::array_member;
-use super::session::{Session, SessionError};
+use super::session::{Session, SessionError, Target};
 use super::ZohoError;
 use crate::catalog::SourceId;
 use serde_json::{json, Value};
@@ -14,7 +14,7 @@ pub const DEPARTMENT_PAGE_LIMIT: usize = 200;
 /// A list longer than this is a runaway pager, not a mail configuration.
 const MAX_PAGES: usize = 1000;
 
-pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, SessionError> {
+pub async fn fetch(s: &Session<'_>, source: SourceId) -> Result<Value, SessionError> {
     match source {
         SourceId::DeskMailConfigurations => {
             let list = paged(s, "/api/v1/mailConfigurations", Vec::new(), PAGE_LIMIT).await?;
@@ -42,8 +42,7 @@ pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, Sessi
         }
         SourceId::DeskSupportEmailDomain => {
             let path = "/api/v1/supportEmailDomain";
-            let url = s.desk_url(path)?;
-            match s.get(format!("GET {path}"), url, Vec::new(), true).await? {
+            match s.get(Target::Desk(path), Vec::new()).await? {
                 Some(body @ Value::Object(_)) => Ok(body),
                 Some(_) => Err(ZohoError::Malformed {
                     what: format!("GET {path}"),
@@ -59,19 +58,18 @@ pub async fn fetch(s: &mut Session<'_>, source: SourceId) -> Result<Value, Sessi
 
 /// Every item of a paged list. A short page (or an empty one, or 204) ends it.
 async fn paged(
-    s: &mut Session<'_>,
+    s: &Session<'_>,
     path: &str,
     query: Vec<(&str, String)>,
     limit: usize,
 ) -> Result<Vec<Value>, SessionError> {
-    let url = s.desk_url(path)?;
     let mut items = Vec::new();
     for page in 0..MAX_PAGES {
         let mut q = query.clone();
         q.push(("from", (page * limit).to_string()));
         q.push(("limit", limit.to_string()));
         let what = format!("GET {path} (page {})", page + 1);
-        let Some(body) = s.get(what.clone(), url.clone(), q, true).await? else {
+        let Some(body) = s.get(Target::Desk(path), q).await? else {
             return Ok(items);
         };
         let batch = array_member(&body, "data", &what)?;

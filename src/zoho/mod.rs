@@ -15,7 +15,7 @@ use crate::catalog::{Product, SourceId};
 use serde_json::Value;
 
 /// Fetches one source's snapshot document (SPEC §4): every request of it, or an error.
-pub async fn fetch_source(session: &mut Session<'_>, source: SourceId) -> Result<Value, SessionError> {
+pub async fn fetch_source(session: &Session<'_>, source: SourceId) -> Result<Value, SessionError> {
     match source.product() {
         Product::Crm => crm::fetch(session, source).await,
         Product::Desk => desk::fetch(session, source).await,

@@ -1,5 +1,6 @@
 //! One org's conversation with Zoho during one audit: its refresh token, a cached or fresh access
-//! token, the API domain, the Desk org id, and the refresh-once-and-retry rule for 401s.
+//! token (minted once even when several sources ask at the same moment), the API domain, the Desk org
+//! id, a cap on requests in flight, and the refresh-once-and-retry rule for 401s.
 
 use super::dc::Dc;
 use super::http::{get_json, ApiRequest, RetryPolicy};
@@ -10,6 +11,7 @@ use crate::snapshot::Redactor;
 use crate::store::{queries, Store, StoreError};
 use crate::time_util::{now_unix, rfc3339};
 use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
 
 /// What a session needs from its surroundings.
 #[derive(Clone, Copy)]
@@ -38,8 +40,28 @@ pub fn refresh_token_for(
         (None, Some(configured)) => configured.resolve()?,
         (None, None) => return Ok(None),
     };
-    let fingerprint = redactor.fingerprint(&Value::String(token.expose().to_string()));
-    Ok(Some(RefreshToken { token, fingerprint }))
+    Ok(Some(RefreshToken {
+        fingerprint: fingerprint(redactor, &token),
+        token,
+    }))
+}
+
+/// The keyed fingerprint of a refresh token (never the token itself) as stored with needs-reconnect.
+pub fn fingerprint(redactor: &Redactor, token: &Secret) -> String {
+    redactor.fingerprint(&Value::String(token.expose().to_string()))
+}
+
+/// SPEC §7: the org's own `api_domain` wins; otherwise the token response's, only if it is a Zoho API
+/// host of a data centre (sandbox included); otherwise the DC table. The token never goes anywhere else.
+pub fn choose_api_domain(org: &OrgConfig, from_token: Option<&str>) -> Result<String, ZohoError> {
+    if let Some(fixed) = &org.api_domain_override {
+        return Ok(fixed.clone());
+    }
+    match from_token {
+        Some(d) if Dc::is_known_api_domain(d) => Ok(d.trim_end_matches('/').to_string()),
+        Some(d) => Err(ZohoError::ApiDomainRefused(d.to_string())),
+        None => Ok(org.dc.api_domain().to_string()),
+    }
 }
 
 /// A failure while talking to Zoho, or while recording what it said.
@@ -51,16 +73,37 @@ pub enum SessionError {
     Store(#[from] StoreError),
 }
 
-/// An org's session.
+/// Where a request goes: the CRM API domain is known only once a token names it.
+pub enum Target<'p> {
+    /// A path under the CRM API domain (`/crm/v8/...`).
+    Crm(&'p str),
+    /// A path under the Desk base URL (`/api/v1/...`), with the `orgId` header.
+    Desk(&'p str),
+    /// A Desk path that needs no `orgId` (`/api/v1/organizations`).
+    DeskWithoutOrg(&'p str),
+}
+
+/// The access token and what came with it.
+struct TokenState {
+    access: Option<Secret>,
+    api_domain: String,
+    /// This session already minted a token: a 401 after that is final.
+    minted: bool,
+}
+
+/// An org's session. Shared by the org's concurrent source fetches.
 pub struct Session<'a> {
     pub org: &'a OrgConfig,
     deps: SessionDeps<'a>,
     refresh: RefreshToken,
-    access: Option<Secret>,
-    api_domain: String,
-    /// Whether this session already minted a token: a 401 after that is final.
-    refreshed: bool,
-    desk_org_id: Option<String>,
+    token: Mutex<TokenState>,
+    /// Zoho allows 5 to 25 concurrent calls per org depending on edition; stay well below.
+    in_flight: Semaphore,
+    /// Discovered once per session; a failure is remembered too, so three Desk sources ask once.
+    desk_org_id: Mutex<Option<Result<String, ZohoError>>>,
+    /// Set by an answer that makes every further call of this pass pointless (a dead grant, a daily
+    /// limit, throttling): later requests fail with it at once instead of asking Zoho again.
+    stopped: std::sync::Mutex<Option<ZohoError>>,
 }
 
 impl<'a> Session<'a> {
@@ -86,23 +129,70 @@ impl<'a> Session<'a> {
             org,
             deps,
             refresh,
-            access: cached,
-            api_domain,
-            refreshed: false,
-            desk_org_id: org.desk_org_id.clone().or_else(|| row.desk_org_id.clone()),
+            token: Mutex::new(TokenState {
+                access: cached,
+                api_domain,
+                minted: false,
+            }),
+            in_flight: Semaphore::new(org.max_in_flight),
+            desk_org_id: Mutex::new(org.desk_org_id.clone().or_else(|| row.desk_org_id.clone()).map(Ok)),
+            stopped: std::sync::Mutex::new(None),
         }
     }
 
-    /// The access token, minting one when none is cached.
-    async fn access_token(&mut self) -> Result<Secret, SessionError> {
-        if let Some(t) = &self.access {
-            return Ok(t.clone());
+    fn stopped(&self) -> Option<ZohoError> {
+        self.stopped.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn stop(&self, e: &ZohoError) {
+        let mut guard = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            *guard = Some(e.clone());
         }
-        self.mint().await
+    }
+
+    /// Does this error end the org's pass (every other call would meet the same answer)?
+    fn ends_the_pass(e: &ZohoError) -> bool {
+        e.needs_reconnect()
+            || matches!(
+                e,
+                ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } | ZohoError::ApiDomainRefused(_)
+            )
+    }
+
+    /// The access token and API domain, minting a token when none is cached. Holding the lock while
+    /// minting is what makes the refresh single-flight.
+    async fn access_token(&self) -> Result<(Secret, String), SessionError> {
+        let mut state = self.token.lock().await;
+        if let Some(t) = &state.access {
+            return Ok((t.clone(), state.api_domain.clone()));
+        }
+        let token = self.mint(&mut state).await?;
+        Ok((token, state.api_domain.clone()))
+    }
+
+    /// After a 401 with `failed`: true when a fresh token is available to retry with.
+    async fn renew_after_rejection(&self, failed: &Secret) -> Result<bool, SessionError> {
+        let mut state = self.token.lock().await;
+        if state.access.as_ref().is_some_and(|t| t != failed) {
+            return Ok(true); // another source already renewed it
+        }
+        if state.minted {
+            return Ok(false);
+        }
+        tracing::info!(org = %self.org.name, "access token refused; refreshing once");
+        state.access = None;
+        let name = self.org.name.clone();
+        self.deps
+            .store
+            .call(move |c| Ok(queries::clear_access_token(c, &name)?))
+            .await?;
+        self.mint(&mut state).await?;
+        Ok(true)
     }
 
     /// Mints an access token, within the local budget and any throttling back-off.
-    async fn mint(&mut self) -> Result<Secret, SessionError> {
+    async fn mint(&self, state: &mut TokenState) -> Result<Secret, SessionError> {
         let name = self.org.name.clone();
         let now = now_unix();
         let row = self.deps.store.call(move |c| Ok(queries::org(c, &name)?)).await?;
@@ -137,11 +227,10 @@ impl<'a> Session<'a> {
         .await;
         // Every request Zoho answered counts against its limit, successful or not.
         mints.push(now);
-        self.refreshed = true;
+        state.minted = true;
         let name = self.org.name.clone();
-        match result {
-            Ok(grant) => {
-                let api_domain = self.resolve_api_domain(grant.api_domain.as_deref())?;
+        match result.and_then(|grant| choose_api_domain(self.org, grant.api_domain.as_deref()).map(|d| (grant, d))) {
+            Ok((grant, api_domain)) => {
                 let expires_at = now + grant.expires_in.as_secs() as i64;
                 let (token, fp, domain) = (
                     grant.access_token.clone(),
@@ -163,8 +252,8 @@ impl<'a> Session<'a> {
                     })
                     .await?;
                 tracing::debug!(org = %self.org.name, expires_in = grant.expires_in.as_secs(), "minted access token");
-                self.api_domain = api_domain;
-                self.access = Some(grant.access_token.clone());
+                state.api_domain = api_domain;
+                state.access = Some(grant.access_token.clone());
                 Ok(grant.access_token)
             }
             Err(e) => {
@@ -192,60 +281,59 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// SPEC §7: the org's own `api_domain` wins; otherwise the token response's, only if it is a Zoho
-    /// API host; otherwise the DC table.
-    fn resolve_api_domain(&self, from_token: Option<&str>) -> Result<String, ZohoError> {
-        if let Some(fixed) = &self.org.api_domain_override {
-            return Ok(fixed.clone());
+    /// A GET with the access token, within the org's in-flight limit. `Ok(None)` is HTTP 204.
+    pub async fn get(&self, target: Target<'_>, query: Vec<(&str, String)>) -> Result<Option<Value>, SessionError> {
+        let result = self.get_inner(target, query).await;
+        if let Err(SessionError::Zoho(e)) = &result {
+            if Self::ends_the_pass(e) {
+                self.stop(e);
+            }
         }
-        match from_token {
-            Some(d) if Dc::is_known_api_domain(d) => Ok(d.trim_end_matches('/').to_string()),
-            Some(d) => Err(ZohoError::ApiDomainRefused(d.to_string())),
-            None => Ok(self.org.dc.api_domain().to_string()),
-        }
+        result
     }
 
-    /// A GET with the access token. A 401 is answered by one fresh token and one retry; a second
-    /// 401 is final (needs reconnect).
-    pub async fn get(
-        &mut self,
-        what: String,
-        url: String,
-        query: Vec<(&str, String)>,
-        desk: bool,
-    ) -> Result<Option<Value>, SessionError> {
-        let desk_org_id = if desk { Some(self.desk_org_id().await?) } else { None };
+    async fn get_inner(&self, target: Target<'_>, query: Vec<(&str, String)>) -> Result<Option<Value>, SessionError> {
+        if let Some(e) = self.stopped() {
+            return Err(e.into());
+        }
+        let desk_org_id = match target {
+            Target::Desk(_) => Some(self.desk_org_id().await?),
+            _ => None,
+        };
+        let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         loop {
-            let token = self.access_token().await?;
+            if let Some(e) = self.stopped() {
+                return Err(e.into());
+            }
+            let (token, api_domain) = self.access_token().await?;
+            let (what, url) = match target {
+                Target::Crm(path) => (format!("GET {path}"), format!("{api_domain}{path}")),
+                Target::Desk(path) | Target::DeskWithoutOrg(path) => (format!("GET {path}"), self.desk_url(path)?),
+            };
+            let what = match page_number(&query) {
+                Some(page) => format!("{what} (page {page})"),
+                None => what,
+            };
             let req = ApiRequest {
-                what: what.clone(),
-                url: url.clone(),
+                what,
+                url,
                 query: query.clone(),
                 token: &token,
                 desk_org_id: desk_org_id.as_deref(),
             };
             match get_json(self.deps.http, &req, self.deps.retry).await {
-                Err(ZohoError::Auth { code }) if !self.refreshed => {
-                    tracing::info!(org = %self.org.name, %code, "access token refused; refreshing once");
-                    self.access = None;
-                    let name = self.org.name.clone();
-                    self.deps
-                        .store
-                        .call(move |c| Ok(queries::clear_access_token(c, &name)?))
-                        .await?;
+                Err(ZohoError::Auth { code }) => {
+                    if !self.renew_after_rejection(&token).await? {
+                        return Err(ZohoError::Auth { code }.into());
+                    }
                 }
                 other => return Ok(other?),
             }
         }
     }
 
-    /// The CRM URL of `path` (which starts with `/crm/`).
-    pub fn crm_url(&self, path: &str) -> String {
-        format!("{}{}", self.api_domain, path)
-    }
-
     /// The Desk URL of `path` (which starts with `/api/v1/`).
-    pub fn desk_url(&self, path: &str) -> Result<String, ZohoError> {
+    fn desk_url(&self, path: &str) -> Result<String, ZohoError> {
         match &self.org.desk_url {
             Some(base) => Ok(format!("{base}{path}")),
             None => Err(ZohoError::Unavailable {
@@ -254,18 +342,34 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The API domain in use (after the first token).
-    pub fn api_domain(&self) -> &str {
-        &self.api_domain
+    /// The Desk org id: configured, discovered earlier, or discovered now (once) with
+    /// `GET /api/v1/organizations`.
+    pub async fn desk_org_id(&self) -> Result<String, SessionError> {
+        let mut known = self.desk_org_id.lock().await;
+        if let Some(result) = known.as_ref() {
+            return Ok(result.clone()?);
+        }
+        let discovered = self.discover_desk_org_id().await;
+        match discovered {
+            Ok(id) => {
+                let (name, stored) = (self.org.name.clone(), id.clone());
+                self.deps
+                    .store
+                    .call(move |c| Ok(queries::save_desk_org_id(c, &name, &stored)?))
+                    .await?;
+                *known = Some(Ok(id.clone()));
+                Ok(id)
+            }
+            Err(SessionError::Zoho(e)) => {
+                *known = Some(Err(e.clone()));
+                Err(e.into())
+            }
+            Err(other) => Err(other),
+        }
     }
 
-    /// The Desk org id: configured, discovered earlier, or discovered now with `GET /api/v1/organizations`.
-    pub async fn desk_org_id(&mut self) -> Result<String, SessionError> {
-        if let Some(id) = &self.desk_org_id {
-            return Ok(id.clone());
-        }
-        let url = self.desk_url("/api/v1/organizations")?;
-        let body = Box::pin(self.get("GET /api/v1/organizations".into(), url, Vec::new(), false)).await?;
+    async fn discover_desk_org_id(&self) -> Result<String, SessionError> {
+        let body = Box::pin(self.get(Target::DeskWithoutOrg("/api/v1/organizations"), Vec::new())).await?;
         let portals = body
             .as_ref()
             .and_then(|b| b.get("data"))
@@ -289,25 +393,27 @@ impl<'a> Session<'a> {
                 Some((id, name))
             })
             .collect();
-        let id = match ids.as_slice() {
-            [] => {
-                return Err(ZohoError::Unavailable {
-                    code: "no Desk org reachable with this token".into(),
-                }
-                .into());
+        match ids.as_slice() {
+            [] => Err(ZohoError::Unavailable {
+                code: "no Desk org reachable with this token".into(),
             }
-            [(id, _)] => id.clone(),
+            .into()),
+            [(id, _)] => Ok(id.clone()),
             many => {
                 let list: Vec<String> = many.iter().map(|(id, name)| format!("{id} ({name})")).collect();
-                return Err(ZohoError::DeskOrgAmbiguous(list.join(", ")).into());
+                Err(ZohoError::DeskOrgAmbiguous(list.join(", ")).into())
             }
-        };
-        let (name, stored) = (self.org.name.clone(), id.clone());
-        self.deps
-            .store
-            .call(move |c| Ok(queries::save_desk_org_id(c, &name, &stored)?))
-            .await?;
-        self.desk_org_id = Some(id.clone());
-        Ok(id)
+        }
     }
+}
+
+/// The 1-based page of a paged Desk request, for messages (`GET /api/v1/departments (page 2)`).
+fn page_number(query: &[(&str, String)]) -> Option<usize> {
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    Some(get("from")? / get("limit")?.max(1) + 1)
 }

@@ -6,7 +6,7 @@
 //! t.once(&[]).code(0);
 //! ```
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,327 @@
+//! OAuth lifecycle, `auditd connect`, and a client that is polite to Zoho (SPEC §4, §7; issue 4).
+
+mod support;
+
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP GET that does not follow redirects: returns (status, Location).
+fn get(url: &str) -> (u16, Option<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = client.get(url).send().await.unwrap();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), location)
+    })
+}
+
+/// Starts `auditd connect ORG ARGS`, returns the child and the consent URL it printed.
+fn start_connect(t: &Test, org: &str, args: &[&str]) -> (std::process::Child, String) {
+    let mut all = vec!["connect", org];
+    all.extend_from_slice(args);
+    let mut child = t
+        .command(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let consent = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.starts_with("http"))
+        .expect("a consent URL");
+    // Keep reading stdout in the background so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, consent)
+}
+
+fn with_redirect(port: u16) -> String {
+    format!("redirect_uri = \"http://127.0.0.1:{port}/callback\"")
+}
+
+#[test]
+fn connect_takes_the_redirect_on_a_loopback_listener_and_the_org_recovers() {
+    let port = free_port();
+    let t = Test::new()
+        .org_with("acme", OrgData::sample(1), &with_redirect(port))
+        .webhook();
+    t.sim.set_consent_org("acme");
+    t.once(&[]).code(0);
+    t.sim.revoke_refresh_tokens("acme");
+    t.sim.invalidate_access_tokens("acme");
+    t.once(&[]).code(3);
+
+    let (child, consent) = start_connect(&t, "acme", &[]);
+    let params: std::collections::HashMap<String, String> =
+        url::Url::parse(&consent).unwrap().query_pairs().into_owned().collect();
+    assert_eq!(params["access_type"], "offline");
+    assert_eq!(params["prompt"], "consent");
+    assert_eq!(
+        params["scope"],
+        "ZohoCRM.settings.ALL,ZohoCRM.org.READ,Desk.settings.READ,Desk.basic.READ"
+    );
+    assert_eq!(params["state"].len(), 32);
+    // The "browser": Zoho's consent redirects to our listener.
+    let (status, location) = get(&consent);
+    assert_eq!(status, 302);
+    let redirect = location.unwrap();
+    assert!(redirect.starts_with(&format!("http://127.0.0.1:{port}/callback?")));
+    assert!(wait_until(Duration::from_secs(5), || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    assert_eq!(get(&redirect).0, 200);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let minted = t.sim.tokens_minted("acme");
+    let run = t.once(&[]);
+    run.code(0);
+    assert_eq!(run.org("acme")["state"], "ok");
+    assert_eq!(
+        t.sim.tokens_minted("acme"),
+        minted,
+        "the access token from the exchange was kept"
+    );
+    let kinds: Vec<String> = t
+        .webhooks()
+        .iter()
+        .map(|w| w.header("x-auditd-event").unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["reconnect_required", "recovered"]);
+    // The stored token is in the database (mode 0600), and wins over the dead one in the config.
+    let stored: Option<String> = t
+        .db()
+        .query_row("SELECT stored_refresh_token FROM orgs WHERE name = 'acme'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(stored.unwrap().starts_with("1000."));
+}
+
+#[test]
+fn connect_with_a_pasted_redirect_url_prints_dc_and_api_domain() {
+    let port = free_port();
+    let t = Test::new().org_with("acme", OrgData::sample(1), &with_redirect(port));
+    t.sim.set_consent_org("acme");
+    let (_, consent) = {
+        // Any consent URL will do: the simulator only needs client, redirect_uri and access_type.
+        let mut c = t.command(&["connect", "acme", "--code", "placeholder"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::null());
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out, text.lines().find(|l| l.starts_with("http")).unwrap().to_string())
+    };
+    let (_, location) = get(&consent);
+    let run = t.run(&["connect", "acme", "--code", &location.unwrap()]);
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains("connected acme: data centre us, API domain http://127.0.0.1"),
+        "{}",
+        run.stdout
+    );
+    t.once(&[]).code(0);
+}
+
+#[test]
+fn connect_refuses_an_accounts_server_that_is_not_zoho() {
+    let t = Test::new().org("acme");
+    let pasted = "http://127.0.0.1:8765/callback?state=x&code=1000.abc&location=us&accounts-server=https%3A%2F%2Faccounts.zoho.com.attacker.example";
+    t.run(&["connect", "acme", "--code", pasted])
+        .code(1)
+        .stderr_contains("refusing accounts-server");
+}
+
+#[test]
+fn connect_rejects_a_redirect_with_someone_elses_state() {
+    let port = free_port();
+    let t = Test::new().org_with("acme", OrgData::sample(1), &with_redirect(port));
+    let (child, _) = start_connect(&t, "acme", &[]);
+    assert!(wait_until(Duration::from_secs(5), || std::net::TcpStream::connect((
+        "127.0.0.1",
+        port
+    ))
+    .is_ok()));
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{port}/callback?state=forged&code=1000.abc")).0,
+        400
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("state mismatch"));
+    assert_eq!(t.sim.token_requests("acme"), 0, "the forged code was never exchanged");
+}
+
+#[test]
+fn twelve_consecutive_runs_mint_at_most_two_tokens_even_with_millisecond_expiry() {
+    let t = Test::new().org("acme");
+    t.sim.set_expires_in_millis(true);
+    for _ in 0..12 {
+        t.once(&[]).code(0);
+    }
+    assert!(
+        t.sim.tokens_minted("acme") <= 2,
+        "minted {}",
+        t.sim.tokens_minted("acme")
+    );
+    let expires_at: i64 = t
+        .db()
+        .query_row("SELECT access_token_expires_at FROM orgs", [], |r| r.get(0))
+        .unwrap();
+    let left = expires_at - zoho_auditd::time_util::now_unix();
+    assert!(
+        (3500..=3600).contains(&left),
+        "expires_in_sec wins over a millisecond expires_in: {left}"
+    );
+}
+
+#[test]
+fn token_endpoint_throttling_backs_off_across_runs_without_hammering() {
+    let t = Test::new().org("acme").org("healthy");
+    let denied = r#"{"error":"Access Denied","error_description":"You have made too many requests continuously. Please try again after some time.","status":"failure"}"#;
+    t.sim
+        .inject(Fault::new("/oauth/v2/token", FaultResponse::status(200, denied)).org("acme"));
+    let run = t.once(&[]);
+    run.code(3);
+    assert!(run.org("acme")["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "skipped"));
+    assert_eq!(run.org("healthy")["state"], "ok");
+    assert_eq!(t.sim.token_requests("acme"), 1);
+    let again = t.once(&[]);
+    again.code(3);
+    assert!(
+        again.org("acme")["reason"].as_str().unwrap().contains("backing off"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(t.sim.token_requests("acme"), 1, "the back-off is kept in the database");
+}
+
+#[test]
+fn the_local_budget_stops_refreshing_before_zoho_would_throttle() {
+    let t = Test::new().org("acme");
+    let mut codes = Vec::new();
+    for _ in 0..11 {
+        t.sim.invalidate_access_tokens("acme");
+        codes.push(t.once(&[]).code);
+    }
+    assert_eq!(
+        t.sim.tokens_minted("acme"),
+        9,
+        "nine per ten minutes, one short of Zoho's ten"
+    );
+    assert_eq!(codes[..9], [0; 9]);
+    assert_eq!(codes[9..], [3, 3]);
+    assert_eq!(
+        t.sim.token_requests("acme"),
+        9,
+        "no request that Zoho would answer with Access Denied"
+    );
+}
+
+#[test]
+fn a_scope_mismatch_needs_reconnect_with_reason_scope() {
+    let t = Test::new().org("acme").webhook();
+    let body = r#"{"code":"OAUTH_SCOPE_MISMATCH","details":{},"message":"invalid oauth scope","status":"error"}"#;
+    t.sim.inject(
+        Fault::new(
+            "/crm/v8/settings/emails/actions/from_addresses",
+            FaultResponse::status(401, body),
+        )
+        .org("acme"),
+    );
+    let run = t.once(&[]);
+    run.code(3);
+    assert_eq!(run.org("acme")["state"], "needs_reconnect");
+    assert!(
+        run.org("acme")["reason"].as_str().unwrap().starts_with("scope"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        t.sim.tokens_minted("acme"),
+        1,
+        "refreshing does not help a missing scope"
+    );
+    assert_eq!(t.webhooks()[0].header("x-auditd-event"), Some("reconnect_required"));
+}
+
+#[test]
+fn a_mixed_config_audits_the_healthy_orgs_normally() {
+    let t = Test::new().org("revoked").org("one").org("two").webhook();
+    t.once(&[]).code(0);
+    t.sim.revoke_refresh_tokens("revoked");
+    t.sim.invalidate_access_tokens("revoked");
+    t.sim.update("one", |d| {
+        d.support_email_domain["supportEmailDomain"] = json!("evil.zohodesk.com")
+    });
+    let run = t.once(&[]);
+    run.code(3);
+    assert_eq!(run.org("revoked")["state"], "needs_reconnect");
+    assert_eq!(run.org("one")["state"], "ok");
+    assert_eq!(run.source("one", "desk.support_email_domain")["status"], "drift");
+    assert_eq!(run.org("two")["state"], "ok");
+    let mut kinds: Vec<(String, String)> = t
+        .webhooks()
+        .iter()
+        .map(|w| {
+            (
+                w.json()["org"].as_str().unwrap().to_string(),
+                w.header("x-auditd-event").unwrap().to_string(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("one".to_string(), "drift".to_string()),
+            ("revoked".to_string(), "reconnect_required".to_string())
+        ]
+    );
+}
+
+#[test]
+fn requests_in_flight_per_org_stay_within_the_limit() {
+    let t = Test::new().org_with("acme", OrgData::sample(1), "max_in_flight = 2");
+    for path in [
+        "/crm/v8/settings/mail_config",
+        "/crm/v8/settings/emails/actions/from_addresses",
+        "/api/v1/supportEmailDomain",
+        "/api/v1/mailConfigurations",
+    ] {
+        t.sim
+            .inject(Fault::new(path, FaultResponse::Delay(Duration::from_millis(300))).org("acme"));
+    }
+    t.once(&[]).code(0);
+    assert_eq!(
+        t.sim.max_concurrent_requests("acme"),
+        2,
+        "sources run concurrently, at most max_in_flight at once"
+    );
+    assert_eq!(t.sim.tokens_minted("acme"), 1, "one token for all concurrent sources");
+}
