@@ -117,14 +117,10 @@ secret = "demo-signing-key"
 /// The demo config holds inline secrets: keep it private like a real one should be.
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
+    crate::store::private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
         .open(path)?
         .write_all(text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))

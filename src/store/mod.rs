@@ -126,15 +126,20 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(open_err)?;
     }
+    private_file_options().create(true).append(true).open(path).map_err(open_err)?;
+    Ok(())
+}
+
+/// Options that create files readable by their owner only (mode 0600), whatever the umask: the
+/// database, its lock, and anything else that may hold tokens.
+pub fn private_file_options() -> std::fs::OpenOptions {
     let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path).map_err(open_err)?;
-    Ok(())
+    options
 }
 
 #[cfg(test)]
