@@ -126,7 +126,11 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(open_err)?;
     }
-    private_file_options().create(true).append(true).open(path).map_err(open_err)?;
+    private_file_options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(open_err)?;
     Ok(())
 }
 
