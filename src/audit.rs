@@ -25,10 +25,6 @@ use std::time::Duration;
 /// `--once` delivers for at most this long before it exits; the rest stays queued.
 pub const ONCE_DELIVERY_BUDGET: Duration = Duration::from_secs(30);
 
-/// One outbox delivery round at a time in this process: the daemon's concurrent org passes and its outbox
-/// timer would otherwise read, and send, the same due rows twice.
-pub static DELIVERY_ROUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Everything a pass needs.
 pub struct Context {
     pub config: Arc<Config>,
@@ -189,7 +185,6 @@ pub async fn run_pass(ctx: &Context, orgs: &[String], delivery: DeliveryMode) ->
         ..Default::default()
     };
     if ctx.notify {
-        let _one_round_at_a_time = DELIVERY_ROUND.lock().await;
         let deadline = tokio::time::Instant::now() + ONCE_DELIVERY_BUDGET;
         totals.delivered = alert::deliver_due(&ctx.store, &ctx.dispatcher, delivery, deadline)
             .await?

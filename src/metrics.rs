@@ -67,11 +67,12 @@ static IN_PROCESS: LazyLock<InProcess> = LazyLock::new(|| InProcess {
     ticks_skipped: Family::default(),
 });
 
-/// Counts one HTTP attempt at a CRM or Desk API (`url` tells which product; `ok` is a 2xx answer).
-pub fn record_api_request(url: &str, ok: bool) {
+/// Counts one HTTP attempt at a CRM or Desk API (`url` tells which product; `outcome` is `ok` or the
+/// class of the failure, `ZohoError::kind`).
+pub fn record_api_request(url: &str, outcome: &'static str) {
     let labels = ApiLabels {
         product: product_of(url),
-        outcome: if ok { "ok" } else { "error" },
+        outcome,
     };
     IN_PROCESS.api_requests.get_or_create(&labels).inc();
 }
@@ -318,7 +319,7 @@ mod tests {
             ]
         );
 
-        record_api_request("https://desk.zoho.com/api/v1/departments", true);
+        record_api_request("https://desk.zoho.com/api/v1/departments", "ok");
         let text = render(&figures, false);
         for line in [
             "auditd_last_success_timestamp_seconds{org=\"acme\",source=\"desk.reply_addresses\"} 1700000000",

@@ -84,6 +84,10 @@ pub fn next_attempt_at(now: i64, attempts_so_far: i64) -> i64 {
     now + base + jitter
 }
 
+/// One delivery round at a time in this process: the daemon's concurrent org passes and its outbox
+/// timer would otherwise read, and send, the same due rows twice.
+static DELIVERY_ROUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Delivers what is due, channel by channel in parallel (a dead webhook never holds up email).
 /// Rows not reached before `deadline` stay pending untouched.
 pub async fn deliver_due(
@@ -92,6 +96,7 @@ pub async fn deliver_due(
     mode: DeliveryMode,
     deadline: Instant,
 ) -> Result<DeliveryReport, StoreError> {
+    let _one_round_at_a_time = DELIVERY_ROUND.lock().await;
     let now = now_unix();
     let rows = store
         .call(move |c| Ok(queries::due_outbox(c, now, mode == DeliveryMode::AllPending)?))

@@ -1,10 +1,10 @@
 //! The outbox on its own timer: alerts whose delivery failed wait out their backoff (30 s, doubling
 //! up to 1 h) and must be retried even when no org is due for an audit for hours. Each org's pass
-//! also delivers what is due at its end; [`crate::audit::DELIVERY_ROUND`] keeps the two from sending
+//! also delivers what is due at its end; `alert::deliver_due` itself keeps the two from sending
 //! the same row twice.
 
 use crate::alert::{self, DeliveryMode, DeliveryReport};
-use crate::audit::{Context, DELIVERY_ROUND, ONCE_DELIVERY_BUDGET};
+use crate::audit::{Context, ONCE_DELIVERY_BUDGET};
 use crate::store::StoreError;
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +37,6 @@ where
 
 /// One delivery round of the rows whose backoff has run out, with the current context's channels.
 pub async fn deliver_round(ctx: &Context) -> Result<DeliveryReport, StoreError> {
-    let _one_round_at_a_time = DELIVERY_ROUND.lock().await;
     let deadline = tokio::time::Instant::now() + ONCE_DELIVERY_BUDGET;
     alert::deliver_due(&ctx.store, &ctx.dispatcher, DeliveryMode::Due, deadline).await
 }

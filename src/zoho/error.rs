@@ -52,6 +52,21 @@ pub enum ZohoError {
 }
 
 impl ZohoError {
+    /// A short, stable name of the class, for metrics labels (`auditd_api_requests_total{outcome}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ZohoError::Auth { .. } => "auth",
+            ZohoError::Scope { .. } => "scope",
+            ZohoError::GrantRevoked { .. } | ZohoError::NotConnected => "grant",
+            ZohoError::Unavailable { .. } => "unavailable",
+            ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } => "throttled",
+            ZohoError::Transient(_) => "transient",
+            ZohoError::Http { .. } => "http_error",
+            ZohoError::Malformed { .. } => "malformed",
+            ZohoError::ApiDomainRefused(_) | ZohoError::DeskOrgAmbiguous(_) => "refused",
+        }
+    }
+
     /// Errors after which the org must be reconnected (SPEC §7).
     pub fn needs_reconnect(&self) -> bool {
         matches!(

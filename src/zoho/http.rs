@@ -83,7 +83,11 @@ pub async fn get_json(
                 retry_after: None,
             }),
         };
-        crate::metrics::record_api_request(&req.url, outcome.is_ok());
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(Attempt::Final(e) | Attempt::Retry { error: e, .. }) => e.kind(),
+        };
+        crate::metrics::record_api_request(&req.url, label);
         match outcome {
             Ok(v) => return Ok(v),
             Err(Attempt::Final(e)) => return Err(e),
