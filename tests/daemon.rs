@@ -519,15 +519,6 @@ fn metrics_parse_as_prometheus_text_and_move_after_a_drift() {
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A plain HTTP/1.0 GET on loopback: (status, content type, body).
 fn http_get(port: u16, path: &str, accept: Option<&str>) -> (u16, String, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");

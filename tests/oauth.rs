@@ -8,14 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 use support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A plain HTTP GET that does not follow redirects: returns (status, Location).
 fn get(url: &str) -> (u16, Option<String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
