@@ -234,3 +234,31 @@ fn history_and_diff_show_what_changed() {
         .stderr_contains("belongs to acme/desk.reply_addresses");
     t.run(&["history", "nope"]).code(64);
 }
+
+#[test]
+fn a_hanging_webhook_never_holds_up_email() {
+    let mut t = Test::new().org("acme").webhook().email();
+    t.once(&[]).code(0);
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    t.retarget_webhook(Some(format!("http://{}/hook", black_hole.local_addr().unwrap())));
+    drift(&t, "mail.attacker.example");
+    let run = t.once(&[]);
+    run.code(2);
+    assert_eq!(run.json()["alerts"]["delivered"], 1, "the email went out");
+    assert_eq!(
+        run.json()["alerts"]["pending"],
+        1,
+        "the webhook waits for its next attempt"
+    );
+    assert_eq!(t.emails().len(), 1);
+    let listed = t.run(&["alerts", "--json"]).json();
+    assert_eq!(listed["alerts"][0]["channel"], "hook");
+    assert!(
+        listed["alerts"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{listed}"
+    );
+    drop(black_hole);
+}
