@@ -317,3 +317,68 @@ fn requests_in_flight_per_org_stay_within_the_limit() {
     );
     assert_eq!(t.sim.tokens_minted("acme"), 1, "one token for all concurrent sources");
 }
+
+#[test]
+fn a_401_on_a_freshly_minted_token_still_gets_one_refresh_and_retry() {
+    let t = Test::new().org("acme");
+    let body = r#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#;
+    t.sim.inject(
+        Fault::new(
+            "/crm/v8/settings/emails/actions/from_addresses",
+            FaultResponse::status(401, body),
+        )
+        .org("acme")
+        .times(1),
+    );
+    let run = t.once(&[]);
+    run.code(0);
+    assert_eq!(run.org("acme")["state"], "ok");
+    assert_eq!(run.source("acme", "crm.from_addresses")["status"], "baseline");
+    assert_eq!(
+        t.sim.tokens_minted("acme"),
+        2,
+        "the first token, then one fresh one after the 401"
+    );
+}
+
+#[test]
+fn a_refused_refresh_is_asked_once_per_pass_and_reported_as_itself() {
+    let t = Test::new().org("acme");
+    let refused = FaultResponse::status(200, r#"{"error":"invalid_client_secret"}"#);
+    t.sim.inject(Fault::new("/oauth/v2/token", refused).org("acme"));
+    for pass in 1..=3 {
+        let run = t.once(&[]);
+        run.code(3);
+        assert_eq!(run.org("acme")["state"], "error");
+        let reason = run.org("acme")["reason"].as_str().unwrap().to_string();
+        assert!(reason.contains("invalid_client_secret"), "pass {pass}: {reason}");
+        assert_eq!(
+            t.sim.token_requests("acme"),
+            pass,
+            "one token request per pass, not one per source"
+        );
+    }
+    t.sim.clear_faults();
+    t.once(&[]).code(0);
+}
+
+#[test]
+fn a_token_endpoint_5xx_is_one_request_per_pass_and_nothing_is_recorded() {
+    let t = Test::new().org("acme");
+    t.sim.inject(
+        Fault::new(
+            "/oauth/v2/token",
+            FaultResponse::status(502, "<html>bad gateway</html>"),
+        )
+        .org("acme"),
+    );
+    let run = t.once(&[]);
+    run.code(3);
+    assert_eq!(t.sim.token_requests("acme"), 1);
+    assert!(run.org("acme")["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["snapshot"].is_null()));
+    assert_eq!(t.count("SELECT COUNT(*) FROM snapshots"), 0);
+}

@@ -562,7 +562,7 @@ fn kill_9_mid_pass_loses_no_drift() {
 }
 
 #[test]
-fn an_api_domain_that_is_not_zoho_is_refused_and_gets_no_token() {
+fn an_api_domain_that_is_not_zoho_is_refused_and_crm_gets_no_token() {
     let mut data = OrgData::sample(1);
     data.api_domain = Some("https://www.zohoapis.com.attacker.example".into());
     let t = Test::new().org_trusting_token_api_domain("acme", data);
@@ -577,9 +577,22 @@ fn an_api_domain_that_is_not_zoho_is_refused_and_gets_no_token() {
             .contains("api_domain `https://www.zohoapis.com.attacker.example`"),
         "{src}"
     );
+    for crm in ["crm.from_addresses", "crm.compose"] {
+        assert_eq!(run.source("acme", crm)["status"], "error");
+    }
+    // Desk never goes to api_domain: it is audited as usual.
+    assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "baseline");
     assert!(
-        t.sim.requests("acme").is_empty(),
-        "no API call was made with that token"
+        t.sim.requests("acme").iter().all(|r| r.path.starts_with("/api/v1/")),
+        "no CRM call was made with that token"
+    );
+    let cached: Option<String> = t
+        .db()
+        .query_row("SELECT access_token FROM orgs WHERE name = 'acme'", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        cached.is_none(),
+        "a token that came with a foreign api_domain is not cached"
     );
 }
 

@@ -29,9 +29,12 @@ pub enum ZohoError {
     /// The local token budget would be exceeded, or an earlier throttling back-off is still running.
     #[error("backing off from token refreshes until {until}")]
     BackingOff { until: String },
-    /// 5xx, timeouts and connection errors that outlasted the retries.
+    /// 5xx answers that outlasted the retries.
     #[error("{0}")]
     Transient(String),
+    /// No answer at all: timeouts, refused connections, DNS, TLS (after the retries).
+    #[error("{0}")]
+    Unreachable(String),
     /// Any other HTTP error (403 permission, 400, ...).
     #[error("HTTP {status} from {what}: {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Http {
@@ -61,6 +64,7 @@ impl ZohoError {
             ZohoError::Unavailable { .. } => "unavailable",
             ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } => "throttled",
             ZohoError::Transient(_) => "transient",
+            ZohoError::Unreachable(_) => "unreachable",
             ZohoError::Http { .. } => "http_error",
             ZohoError::Malformed { .. } => "malformed",
             ZohoError::ApiDomainRefused(_) | ZohoError::DeskOrgAmbiguous(_) => "refused",

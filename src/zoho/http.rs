@@ -79,7 +79,7 @@ pub async fn get_json(
         let outcome = match builder.send().await {
             Ok(resp) => classify(resp, &req.what).await,
             Err(e) => Err(Attempt::Retry {
-                error: ZohoError::Transient(describe_transport(&req.what, &e)),
+                error: ZohoError::Unreachable(describe_transport(&req.what, &e)),
                 retry_after: None,
             }),
         };
@@ -156,7 +156,7 @@ pub async fn read_capped(mut resp: reqwest::Response, what: &str) -> Result<Vec<
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(ZohoError::Transient(describe_transport(what, &e))),
+            Err(e) => return Err(ZohoError::Unreachable(describe_transport(what, &e))),
         }
     }
 }
@@ -192,7 +192,7 @@ async fn classify(resp: reqwest::Response, what: &str) -> Result<Option<Value>, 
     let status = resp.status();
     let retry_after = retry_after(&resp);
     let body = read_capped(resp, what).await.map_err(|e| match e {
-        ZohoError::Transient(_) => Attempt::Retry {
+        ZohoError::Unreachable(_) => Attempt::Retry {
             error: e,
             retry_after: None,
         },

@@ -75,7 +75,7 @@ async fn post_token(
         .form(form)
         .send()
         .await
-        .map_err(|e| ZohoError::Transient(describe_transport(what, &e)))?;
+        .map_err(|e| ZohoError::Unreachable(describe_transport(what, &e)))?;
     let status = resp.status().as_u16();
     let body = read_capped(resp, what).await?;
     parse_token_response(status, &body)

@@ -86,9 +86,14 @@ pub enum Target<'p> {
 /// The access token and what came with it.
 struct TokenState {
     access: Option<Secret>,
-    api_domain: String,
-    /// This session already minted a token: a 401 after that is final.
-    minted: bool,
+    /// Where CRM requests go; an error when the token response named a host that is not Zoho's
+    /// (Desk requests, which never go there, carry on).
+    api_domain: Result<String, ZohoError>,
+    /// A 401 was already answered with a fresh token in this session: another 401 is final.
+    renewed_after_rejection: bool,
+    /// The refresh failed in this session: every source gets that answer, and the token endpoint is
+    /// asked once per pass, not once per source.
+    mint_failure: Option<ZohoError>,
 }
 
 /// An org's session. Shared by the org's concurrent source fetches.
@@ -131,8 +136,9 @@ impl<'a> Session<'a> {
             refresh,
             token: Mutex::new(TokenState {
                 access: cached,
-                api_domain,
-                minted: false,
+                api_domain: Ok(api_domain),
+                renewed_after_rejection: false,
+                mint_failure: None,
             }),
             in_flight: Semaphore::new(org.max_in_flight),
             desk_org_id: Mutex::new(org.desk_org_id.clone().or_else(|| row.desk_org_id.clone()).map(Ok)),
@@ -153,16 +159,12 @@ impl<'a> Session<'a> {
 
     /// Does this error end the org's pass (every other call would meet the same answer)?
     fn ends_the_pass(e: &ZohoError) -> bool {
-        e.needs_reconnect()
-            || matches!(
-                e,
-                ZohoError::Throttled { .. } | ZohoError::BackingOff { .. } | ZohoError::ApiDomainRefused(_)
-            )
+        e.needs_reconnect() || matches!(e, ZohoError::Throttled { .. } | ZohoError::BackingOff { .. })
     }
 
     /// The access token and API domain, minting a token when none is cached. Holding the lock while
     /// minting is what makes the refresh single-flight.
-    async fn access_token(&self) -> Result<(Secret, String), SessionError> {
+    async fn access_token(&self) -> Result<(Secret, Result<String, ZohoError>), SessionError> {
         let mut state = self.token.lock().await;
         if let Some(t) = &state.access {
             return Ok((t.clone(), state.api_domain.clone()));
@@ -177,9 +179,10 @@ impl<'a> Session<'a> {
         if state.access.as_ref().is_some_and(|t| t != failed) {
             return Ok(true); // another source already renewed it
         }
-        if state.minted {
+        if state.renewed_after_rejection {
             return Ok(false);
         }
+        state.renewed_after_rejection = true;
         tracing::info!(org = %self.org.name, "access token refused; refreshing once");
         state.access = None;
         let name = self.org.name.clone();
@@ -193,6 +196,17 @@ impl<'a> Session<'a> {
 
     /// Mints an access token, within the local budget and any throttling back-off.
     async fn mint(&self, state: &mut TokenState) -> Result<Secret, SessionError> {
+        if let Some(e) = &state.mint_failure {
+            return Err(e.clone().into());
+        }
+        let result = self.mint_once(state).await;
+        if let Err(SessionError::Zoho(e)) = &result {
+            state.mint_failure = Some(e.clone());
+        }
+        result
+    }
+
+    async fn mint_once(&self, state: &mut TokenState) -> Result<Secret, SessionError> {
         let name = self.org.name.clone();
         let now = now_unix();
         let row = self.deps.store.call(move |c| Ok(queries::org(c, &name)?)).await?;
@@ -225,12 +239,29 @@ impl<'a> Session<'a> {
             &self.refresh.token,
         )
         .await;
-        // Every request Zoho answered counts against its limit, successful or not.
-        mints.push(now);
-        state.minted = true;
+        // Every request Zoho answered counts against its limit, successful or not; one that never
+        // reached it does not.
+        if !matches!(result, Err(ZohoError::Unreachable(_))) {
+            mints.push(now);
+        }
         let name = self.org.name.clone();
-        match result.and_then(|grant| choose_api_domain(self.org, grant.api_domain.as_deref()).map(|d| (grant, d))) {
-            Ok((grant, api_domain)) => {
+        let checked = result.map(|grant| {
+            let domain = choose_api_domain(self.org, grant.api_domain.as_deref());
+            (grant, domain)
+        });
+        match checked {
+            Ok((grant, Err(refused))) => {
+                // Usable for Desk, never for CRM; not cached, so no later pass sends it anywhere.
+                let mints_now = mints.clone();
+                self.deps
+                    .store
+                    .call(move |c| Ok(queries::save_token_mints(c, &name, &mints_now)?))
+                    .await?;
+                state.api_domain = Err(refused);
+                state.access = Some(grant.access_token.clone());
+                Ok(grant.access_token)
+            }
+            Ok((grant, Ok(api_domain))) => {
                 let expires_at = now + grant.expires_in.as_secs() as i64;
                 let (token, fp, domain) = (
                     grant.access_token.clone(),
@@ -252,7 +283,7 @@ impl<'a> Session<'a> {
                     })
                     .await?;
                 tracing::debug!(org = %self.org.name, expires_in = grant.expires_in.as_secs(), "minted access token");
-                state.api_domain = api_domain;
+                state.api_domain = Ok(api_domain);
                 state.access = Some(grant.access_token.clone());
                 Ok(grant.access_token)
             }
@@ -307,7 +338,7 @@ impl<'a> Session<'a> {
             }
             let (token, api_domain) = self.access_token().await?;
             let (what, url) = match target {
-                Target::Crm(path) => (format!("GET {path}"), format!("{api_domain}{path}")),
+                Target::Crm(path) => (format!("GET {path}"), format!("{}{path}", api_domain?)),
                 Target::Desk(path) | Target::DeskWithoutOrg(path) => (format!("GET {path}"), self.desk_url(path)?),
             };
             let what = match page_number(&query) {
