@@ -333,6 +333,7 @@ async fn commit(
             queries::org(&tx, &org_name)?;
             let mut sources = Vec::new();
             let mut drifts = Vec::new();
+            // `recovered` needs proof that the org is readable again: a document, not just 404s.
             let mut any_success = false;
             for (source, outcome) in fetched {
                 let sid = source.as_str();
@@ -375,7 +376,6 @@ async fn commit(
                         }
                     }
                     Fetched::Unavailable(why) => {
-                        any_success = true;
                         queries::record_source_state(&tx, &org_name, sid, "unavailable", Some(&why), None, now, false, false)?;
                         source_report(sid, SourceStatus::Unavailable, 0, None, None, Some(why))
                     }

@@ -147,6 +147,7 @@ pub fn read_figures(conn: &Connection, orgs: &[String], channels: &[String]) -> 
                 channel: channel.clone(),
                 pending: 0,
                 dead: 0,
+                last_error: None,
             });
         }
     }
@@ -309,12 +310,14 @@ mod tests {
                 ChannelBacklog {
                     channel: "hook".into(),
                     pending: 1,
-                    dead: 0
+                    dead: 0,
+                    last_error: None
                 },
                 ChannelBacklog {
                     channel: "mail".into(),
                     pending: 0,
-                    dead: 0
+                    dead: 0,
+                    last_error: None
                 },
             ]
         );

@@ -114,7 +114,10 @@ fn a_row_that_runs_out_of_attempts_is_dead_until_alerts_retry_revives_it() {
     assert_eq!(row["attempts"], 2);
     assert_eq!(row["last_error"], "webhook answered HTTP 503");
     let status = t.run(&["status", "--json"]).json();
-    assert_eq!(status["outbox"], json!([{"channel": "hook", "pending": 0, "dead": 1}]));
+    assert_eq!(
+        status["outbox"],
+        json!([{"channel": "hook", "pending": 0, "dead": 1, "last_error": "webhook answered HTTP 503"}])
+    );
     assert_eq!(
         t.once(&[]).code(0).json()["alerts"]["delivered"],
         0,

@@ -350,6 +350,15 @@ fn a_second_auditing_process_on_the_same_database_exits_1() {
         > 2));
     let second = t.once(&[]);
     second.code(1).stderr_contains("another auditd process");
+    let doc = second.json();
+    assert_eq!(
+        doc["exit_code"], 1,
+        "--json prints one document even when the run cannot start"
+    );
+    assert!(
+        doc["error"].as_str().unwrap().contains("another auditd process"),
+        "{doc}"
+    );
     assert!(slow.wait().unwrap().success());
     // Read-only commands work beside an auditing process.
     t.run(&["status"]).code(0);
@@ -395,7 +404,16 @@ fn an_invalid_config_exits_78_naming_file_and_key() {
     let t = Test::new().org_with("acme", OrgData::sample(1), "bogus_key = 1");
     let run = t.once(&[]);
     run.code(78).stderr_contains("bogus_key").stderr_contains("auditd.toml");
-    t.run(&["check-config"]).code(78);
+    assert_eq!(run.json()["exit_code"], 78);
+    for command in [
+        &["check-config"][..],
+        &["status"],
+        &["alerts"],
+        &["history", "acme"],
+        &["connect", "acme"],
+    ] {
+        t.run(command).code(78);
+    }
 }
 
 #[test]
@@ -652,4 +670,48 @@ fn no_secret_reaches_trace_logs_errors_or_json_even_when_things_fail() {
         assert!(!stdout.contains(&secret), "{secret} in stdout");
         assert!(!stderr.contains(&secret), "{secret} in stderr");
     }
+}
+
+#[test]
+fn crm_compose_is_all_three_types_or_nothing() {
+    let t = Test::new().org("acme").webhook();
+    t.once(&[]).code(0);
+    let not_enabled =
+        r#"{"code":"FEATURE_NOT_ENABLED","details":{},"message":"mass mail is not enabled","status":"error"}"#;
+    t.sim.inject(
+        Fault::new(
+            "/crm/email/v8/settings/compose",
+            FaultResponse::status(403, not_enabled),
+        )
+        .org("acme")
+        .nth(3),
+    );
+    let run = t.once(&[]);
+    run.code(0);
+    assert_eq!(run.source("acme", "crm.compose")["status"], "unavailable");
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM snapshots WHERE source = 'crm.compose'"),
+        1
+    );
+    let back = t.once(&[]);
+    back.code(0);
+    assert_eq!(
+        back.source("acme", "crm.compose")["status"],
+        "ok",
+        "no remove-then-add drift"
+    );
+    assert!(t.webhooks().is_empty());
+}
+
+#[test]
+fn environment_overrides_keep_strings_as_strings_and_numbers_as_numbers() {
+    let t = Test::new().org("acme");
+    let mut cmd = t.command(&["check-config"]);
+    cmd.env("AUDITD__DAEMON__CONCURRENCY", "4")
+        .env("AUDITD__ZOHO__CLIENT_ID", "000123");
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("concurrency = 4\n"), "{stdout}");
+    assert!(stdout.contains("client_id = \"000123\""), "{stdout}");
 }

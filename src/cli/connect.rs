@@ -104,11 +104,13 @@ async fn connect(
     let refresh = grant.refresh_token.clone().ok_or_else(|| {
         anyhow!("Zoho returned no refresh token; approve again (the consent URL asks for access_type=offline)")
     })?;
-    let api_domain = choose_api_domain(org, grant.api_domain.as_deref())?;
+    // The refresh token is kept even when the api_domain check below fails: Zoho keeps only 20 per
+    // user and client, and throwing one away would waste one.
+    let api_domain = choose_api_domain(org, grant.api_domain.as_deref());
 
     let (name, now) = (org.name.clone(), now_unix());
     let expires_at = now + grant.expires_in.as_secs() as i64;
-    let (domain, access) = (api_domain.clone(), grant.access_token.clone());
+    let (domain, access) = (api_domain.as_ref().ok().cloned(), grant.access_token.clone());
     store
         .call(move |c| {
             let key = queries::redaction_key(c)?;
@@ -117,11 +119,14 @@ async fn connect(
             queries::store_refresh_token(&tx, &name, &refresh, now)?;
             queries::clear_needs_reconnect(&tx, &name)?;
             // The exchange minted an access token too: keep it, so the next pass needs no refresh.
-            queries::save_access_token(&tx, &name, &access, expires_at, &fp, Some(&domain), &[now])?;
+            if let Some(domain) = domain {
+                queries::save_access_token(&tx, &name, &access, expires_at, &fp, Some(&domain), &[now])?;
+            }
             tx.commit()?;
             Ok(())
         })
         .await?;
+    let api_domain = api_domain.context("the refresh token is stored, but CRM cannot be audited")?;
 
     let dc = auth.location.as_deref().and_then(|l| l.parse::<Dc>().ok());
     println!(

@@ -242,19 +242,17 @@ fn open_store(config: &Config) -> Result<crate::store::Store, ExitCode> {
 
 /// Loads the config; an invalid one is exit 78. Warnings go to the log.
 fn load_config(path: &std::path::Path, with_secrets: bool) -> Result<Config, ExitCode> {
-    let loaded = Config::load(path).and_then(|c| {
-        if with_secrets {
-            c.check_secrets()?;
-        }
-        Ok::<_, ConfigError>(c)
-    });
-    match loaded {
-        Ok(c) => {
-            for w in &c.warnings {
-                tracing::warn!("{w}");
-            }
-            Ok(c)
-        }
-        Err(e) => Err(report(&anyhow::Error::new(e), ExitCode::Config)),
+    try_load_config(path, with_secrets).map_err(|e| report(&anyhow::Error::new(e), ExitCode::Config))
+}
+
+/// Loads the config (resolving every secret when the command will use them); warnings go to the log.
+fn try_load_config(path: &std::path::Path, with_secrets: bool) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    if with_secrets {
+        config.check_secrets()?;
     }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
 }

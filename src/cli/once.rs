@@ -1,6 +1,6 @@
 //! `auditd --once`: one pass, a summary, a CI-friendly exit code.
 
-use super::{load_config, report};
+use super::{report, try_load_config};
 use crate::alert::DeliveryMode;
 use crate::audit::{self, Context, PassReport};
 use crate::exit::ExitCode;
@@ -18,21 +18,46 @@ pub struct Options {
 }
 
 pub async fn run(config_path: &Path, opts: Options) -> ExitCode {
-    let config = match load_config(config_path, true) {
-        Ok(c) => Arc::new(c),
-        Err(code) => return code,
-    };
+    let json = opts.json;
+    match pass(config_path, opts).await {
+        Ok(pass) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&pass).expect("the summary serialises")
+                );
+            } else {
+                print!("{}", human_summary(&pass));
+            }
+            PassReport::outcome(&pass.orgs)
+        }
+        Err((error, code)) => {
+            if json {
+                // `--json` promises one document on stdout, also when the run never started.
+                let doc = serde_json::json!({
+                    "version": 1, "exit_code": code.code(), "error": format!("{error:#}"),
+                    "orgs": [], "alerts": null,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).expect("serialises"));
+            }
+            report(&error, code)
+        }
+    }
+}
+
+/// Everything up to the finished pass; an error comes with its exit code.
+async fn pass(config_path: &Path, opts: Options) -> Result<PassReport, (anyhow::Error, ExitCode)> {
+    let fatal = |e: anyhow::Error| (e, ExitCode::Fatal);
+    let config = Arc::new(try_load_config(config_path, true).map_err(|e| (anyhow::Error::new(e), ExitCode::Config))?);
     for name in &opts.orgs {
         if config.org(name).is_none() {
             let known: Vec<&str> = config.orgs.iter().map(|o| o.name.as_str()).collect();
-            return report(
-                &anyhow::anyhow!(
-                    "--org {name}: no such org in {} (known: {})",
-                    config.path.display(),
-                    known.join(", ")
-                ),
-                ExitCode::Usage,
+            let e = anyhow::anyhow!(
+                "--org {name}: no such org in {} (known: {})",
+                config.path.display(),
+                known.join(", ")
             );
+            return Err((e, ExitCode::Usage));
         }
     }
     let selected: Vec<String> = if opts.orgs.is_empty() {
@@ -42,35 +67,17 @@ pub async fn run(config_path: &Path, opts: Options) -> ExitCode {
     };
 
     let db = config.daemon.database.clone();
-    let _lock = match AuditLock::acquire(&db) {
-        Ok(l) => l,
-        Err(e) => return report(&anyhow::Error::new(e), ExitCode::Fatal),
-    };
-    let store = match Store::open(&db) {
-        Ok(s) => s,
-        Err(e) => return report(&anyhow::Error::new(e), ExitCode::Fatal),
-    };
+    let _lock = AuditLock::acquire(&db).map_err(|e| fatal(e.into()))?;
+    let store = Store::open(&db).map_err(|e| fatal(e.into()))?;
     let ctx = match Context::new(config.clone(), store, opts.notify).await {
         Ok(c) => c,
-        Err(audit::ContextError::Channel(e)) => return report(&anyhow::Error::new(e), ExitCode::Config),
-        Err(e) => return report(&anyhow::Error::new(e), ExitCode::Fatal),
+        Err(audit::ContextError::Channel(e)) => return Err((e.into(), ExitCode::Config)),
+        Err(e) => return Err(fatal(e.into())),
     };
-    let pass = match audit::run_pass(&ctx, &selected, DeliveryMode::AllPending)
+    audit::run_pass(&ctx, &selected, DeliveryMode::AllPending)
         .await
         .context("the audit pass failed")
-    {
-        Ok(p) => p,
-        Err(e) => return report(&e, ExitCode::Fatal),
-    };
-    if opts.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&pass).expect("the summary serialises")
-        );
-    } else {
-        print!("{}", human_summary(&pass));
-    }
-    PassReport::outcome(&pass.orgs)
+        .map_err(fatal)
 }
 
 /// The summary as a person reads it.

@@ -52,7 +52,7 @@ pub async fn run(config_path: &Path, json: bool) -> ExitCode {
             let orgs = names
                 .iter()
                 .map(|name| {
-                    let row = queries::org(c, name)?;
+                    let row = queries::org_if_known(c, name)?.unwrap_or_default();
                     let sources: Vec<SourceStatusView> = states
                         .iter()
                         .filter(|s| &s.org == name)
@@ -128,10 +128,11 @@ fn table(v: &StatusView) -> String {
         out.push_str("outbox: empty\n");
     }
     for b in &v.outbox {
-        out.push_str(&format!(
-            "outbox {}: {} pending, {} dead\n",
-            b.channel, b.pending, b.dead
-        ));
+        out.push_str(&format!("outbox {}: {} pending, {} dead", b.channel, b.pending, b.dead));
+        if let Some(e) = &b.last_error {
+            out.push_str(&format!(" (last dead: {e}; see `auditd alerts`)"));
+        }
+        out.push('\n');
     }
     out
 }

@@ -95,6 +95,8 @@ pub struct DaemonConfig {
 pub struct OAuthClient {
     pub client_id: String,
     pub client_secret: SecretRef,
+    /// The key the secret was configured under (`zoho.client_secret` or `orgs[NAME].client_secret`).
+    pub client_secret_key: String,
     pub redirect_uri: String,
     pub scopes: Vec<String>,
 }
@@ -204,8 +206,7 @@ impl Config {
             .add_source(
                 config::Environment::with_prefix("AUDITD")
                     .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                    .separator("__"),
             )
             .build()
             .and_then(|c| c.try_deserialize())
@@ -233,7 +234,7 @@ impl Config {
             }
         };
         for org in &self.orgs {
-            check(format!("orgs[{}].client_secret", org.name), &org.client.client_secret);
+            check(org.client.client_secret_key.clone(), &org.client.client_secret);
             if let Some(t) = &org.refresh_token {
                 check(format!("orgs[{}].refresh_token", org.name), t);
             }
@@ -252,6 +253,13 @@ impl Config {
                 }
             }
         }
+        // A [zoho] secret shared by many orgs is one problem, not one per org.
+        let mut seen: Vec<Problem> = Vec::new();
+        problems.retain(|p| {
+            let first = !seen.contains(p);
+            seen.push(p.clone());
+            first
+        });
         if problems.is_empty() {
             Ok(())
         } else {
@@ -574,6 +582,12 @@ fn validate_org(
         org.client_secret_env.as_ref(),
         org.client_secret_file.as_ref(),
     );
+    // Where the secret came from, so a problem with it names the key the user wrote.
+    let client_secret_key = if org_secret.is_some() {
+        key("client_secret")
+    } else {
+        "zoho.client_secret".into()
+    };
     let client_secret = org_secret.or_else(|| {
         c.secret(
             "zoho.client_secret",
@@ -717,6 +731,7 @@ fn validate_org(
         client: OAuthClient {
             client_id: client_id?,
             client_secret: client_secret?,
+            client_secret_key,
             redirect_uri,
             scopes,
         },

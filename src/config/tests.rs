@@ -151,7 +151,47 @@ fn environment_overrides_use_the_double_underscore_prefix() {
 }
 
 #[test]
-fn secrets_resolve_from_env_and_credentials_directory_without_printing_values() {
+fn a_shared_zoho_secret_problem_is_reported_once_under_its_own_key() {
+    let text = r#"
+[zoho]
+client_id = "1000.X"
+client_secret_file = "/nonexistent/auditd-test-secret"
+[[orgs]]
+name = "a"
+dc = "eu"
+[[orgs]]
+name = "b"
+dc = "us"
+"#;
+    let err = load(text).unwrap().check_secrets().unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "zoho.client_secret");
+}
+
+#[test]
+fn a_relative_secret_file_is_read_from_the_credentials_directory() {
+    // The only test that sets CREDENTIALS_DIRECTORY; the others use absolute paths or none.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("zoho-client-secret"), "from-systemd\n").unwrap();
+    std::env::set_var("CREDENTIALS_DIRECTORY", creds.path());
+    let config = load(&MINIMAL.replace("client_secret = \"s\"", "client_secret_file = \"zoho-client-secret\""));
+    std::env::remove_var("CREDENTIALS_DIRECTORY");
+    let config = config.unwrap();
+    assert_eq!(
+        config.orgs[0].client.client_secret,
+        SecretRef::File(creds.path().join("zoho-client-secret"))
+    );
+    assert_eq!(
+        config.orgs[0].client.client_secret.resolve().unwrap().expose(),
+        "from-systemd"
+    );
+}
+
+#[test]
+fn secrets_resolve_from_env_and_files_without_printing_values() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cs"), "from-file\n").unwrap();
     let file = SecretRef::File(dir.path().join("cs"));

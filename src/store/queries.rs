@@ -74,6 +74,16 @@ pub fn org(conn: &Connection, name: &str) -> rusqlite::Result<OrgRow> {
     )
 }
 
+/// The org's row if the database knows it (read-only commands must not create rows).
+pub fn org_if_known(conn: &Connection, name: &str) -> rusqlite::Result<Option<OrgRow>> {
+    conn.query_row(
+        &format!("SELECT {ORG_COLUMNS} FROM orgs WHERE name = ?1"),
+        [name],
+        org_from_row,
+    )
+    .optional()
+}
+
 /// Every org the database knows, by name.
 pub fn all_orgs(conn: &Connection) -> rusqlite::Result<Vec<OrgRow>> {
     let mut stmt = conn.prepare(&format!("SELECT {ORG_COLUMNS} FROM orgs ORDER BY name"))?;
@@ -174,11 +184,12 @@ pub fn take_recovered_pending(conn: &Connection, org: &str) -> rusqlite::Result<
     Ok(n > 0)
 }
 
-/// Stores a refresh token obtained by `auditd connect`, dropping the cached access token.
+/// Stores a refresh token obtained by `auditd connect`. The cached access token, the token budget and
+/// any throttling back-off belonged to the old one and go with it.
 pub fn store_refresh_token(conn: &Connection, org: &str, token: &Secret, now: i64) -> rusqlite::Result<()> {
     conn.execute("INSERT OR IGNORE INTO orgs (name) VALUES (?1)", [org])?;
     conn.execute(
-        "UPDATE orgs SET stored_refresh_token = ?2, connected_at = ?3, access_token = NULL, \
+        "UPDATE orgs SET stored_refresh_token = ?2, connected_at = ?3, access_token = NULL, backoff_until = NULL, token_mints = '[]', \
          access_token_expires_at = NULL WHERE name = ?1",
         params![org, token.expose(), now],
     )?;
@@ -448,17 +459,22 @@ pub struct ChannelBacklog {
     pub channel: String,
     pub pending: i64,
     pub dead: i64,
+    /// The error of the newest dead row: why the channel gave up.
+    pub last_error: Option<String>,
 }
 
 pub fn outbox_backlog(conn: &Connection) -> rusqlite::Result<Vec<ChannelBacklog>> {
     let mut stmt = conn.prepare(
-        "SELECT channel, SUM(status = 'pending'), SUM(status = 'dead') FROM outbox GROUP BY channel ORDER BY channel",
+        "SELECT o.channel, SUM(o.status = 'pending'), SUM(o.status = 'dead'), \
+           (SELECT d.last_error FROM outbox d WHERE d.channel = o.channel AND d.status = 'dead' ORDER BY d.id DESC LIMIT 1) \
+         FROM outbox o GROUP BY o.channel ORDER BY o.channel",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(ChannelBacklog {
             channel: r.get(0)?,
             pending: r.get(1)?,
             dead: r.get(2)?,
+            last_error: r.get(3)?,
         })
     })?;
     rows.collect()

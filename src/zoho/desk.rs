@@ -56,7 +56,8 @@ pub async fn fetch(s: &Session<'_>, source: SourceId) -> Result<Value, SessionEr
     }
 }
 
-/// Every item of a paged list. A short page (or an empty one, or 204) ends it.
+/// Every item of a paged list. Only an empty page or HTTP 204 ends it (zoho-api.md): a short page
+/// may be a server-side cap, and stopping there would store a partial list as the whole.
 async fn paged(
     s: &Session<'_>,
     path: &str,
@@ -73,11 +74,10 @@ async fn paged(
             return Ok(items);
         };
         let batch = array_member(&body, "data", &what)?;
-        let short = batch.len() < limit;
-        items.extend(batch);
-        if short {
+        if batch.is_empty() {
             return Ok(items);
         }
+        items.extend(batch);
     }
     Err(ZohoError::Malformed {
         what: format!("GET {path}"),
