@@ -423,6 +423,10 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
     run.code(0);
     assert!(run.stdout.contains("name = \"acme\""));
     assert!(run.stdout.contains("from $AUDITD_TEST_SMTP_PASSWORD"));
+    assert!(
+        !run.stdout.contains("/hook"),
+        "a webhook URL's path can be a credential (Slack): hidden"
+    );
     for s in t.secrets() {
         assert!(!run.stdout.contains(&s) && !run.stderr.contains(&s), "{s} leaked");
     }

@@ -14,7 +14,8 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ready-to-use webhook channel.
 pub struct WebhookSender {
     http: reqwest::Client,
-    url: String,
+    /// A secret (Slack's URLs are credentials): never logged; transport errors name only their cause.
+    url: Secret,
     secret: Option<Secret>,
     format: WebhookFormat,
 }
@@ -44,7 +45,10 @@ impl WebhookSender {
             .expect("the TLS backend is compiled in");
         Ok(WebhookSender {
             http,
-            url: cfg.url.clone(),
+            url: cfg.url.resolve().map_err(|message| ChannelSetupError {
+                channel: name.to_string(),
+                message,
+            })?,
             secret,
             format: cfg.format,
         })
@@ -58,7 +62,7 @@ impl WebhookSender {
         };
         let mut req = self
             .http
-            .post(&self.url)
+            .post(self.url.expose())
             .header("Content-Type", "application/json")
             .header("X-Auditd-Event", alert.kind.as_str())
             .header("X-Auditd-Delivery", &alert.event_id);

@@ -115,7 +115,13 @@ pub fn render(c: &Config) -> String {
                 }
             }
             ChannelKind::Webhook(w) => {
-                let _ = writeln!(o, "url = {:?}", w.url);
+                let url = match &w.url {
+                    crate::config::SecretRef::Inline(u) => {
+                        format!("{} (path hidden)", crate::config::redact_url(u.expose()))
+                    }
+                    other => other.describe(),
+                };
+                let _ = writeln!(o, "url = {url:?}");
                 if let Some(s) = &w.secret {
                     let _ = writeln!(o, "secret = {:?}", s.describe());
                 }

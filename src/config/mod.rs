@@ -186,7 +186,9 @@ pub enum WebhookFormat {
 /// `kind = "webhook"`.
 #[derive(Debug, Clone)]
 pub struct WebhookChannel {
-    pub url: String,
+    /// A secret: a Slack incoming-webhook URL is its own credential. Printed only as
+    /// [`redact_url`] shows it.
+    pub url: SecretRef,
     /// HMAC-SHA256 key for `X-Auditd-Signature`.
     pub secret: Option<SecretRef>,
     pub format: WebhookFormat,
@@ -228,28 +230,31 @@ impl Config {
     /// (exit 78) before any work starts, not a failure halfway through a pass.
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let mut check = |key: String, secret: &SecretRef| {
-            if let Err(message) = secret.resolve() {
+        let mut check = |key: String, secret: &SecretRef, also: fn(&str) -> Result<(), String>| {
+            if let Err(message) = secret.resolve().and_then(|value| also(value.expose())) {
                 problems.push(Problem { key, message });
             }
         };
+        let any = |_: &str| Ok(());
         for org in &self.orgs {
-            check(org.client.client_secret_key.clone(), &org.client.client_secret);
+            check(org.client.client_secret_key.clone(), &org.client.client_secret, any);
             if let Some(t) = &org.refresh_token {
-                check(format!("orgs[{}].refresh_token", org.name), t);
+                check(format!("orgs[{}].refresh_token", org.name), t, any);
             }
         }
         for ch in &self.channels {
             match &ch.kind {
                 ChannelKind::Email(e) => {
                     if let Some(p) = &e.password {
-                        check(format!("alerts.{}.password", ch.name), p);
+                        check(format!("alerts.{}.password", ch.name), p, any);
                     }
                 }
                 ChannelKind::Webhook(w) => {
                     if let Some(s) = &w.secret {
-                        check(format!("alerts.{}.secret", ch.name), s);
+                        check(format!("alerts.{}.secret", ch.name), s, any);
                     }
+                    let url_ok = |url: &str| validate_url(url, &redact_url(url)).map(|_| ());
+                    check(format!("alerts.{}.url", ch.name), &w.url, url_ok);
                 }
             }
         }
@@ -379,13 +384,25 @@ pub fn normalise_schedule(expr: &str) -> Result<String, String> {
 
 /// `https`, or `http` to a loopback host (tests, local gateways).
 fn check_url(c: &mut Checker, key: &str, url: &str) -> Option<String> {
-    let parsed = match url::Url::parse(url) {
-        Ok(u) => u,
-        Err(e) => {
-            c.problem(key, format!("`{url}` is not a URL: {e}"));
-            return None;
-        }
-    };
+    c.parse(key, validate_url(url, &format!("`{url}`")))
+}
+
+/// A URL as messages may show it when its path or query may be a credential: scheme, host and port.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+/// https, or http to a loopback host. `shown` is how messages name the URL.
+fn validate_url(url: &str, shown: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
     let loopback = parsed.host().is_some_and(|h| match h {
         url::Host::Domain(d) => d == "localhost",
         url::Host::Ipv4(ip) => ip.is_loopback(),
@@ -395,18 +412,13 @@ fn check_url(c: &mut Checker, key: &str, url: &str) -> Option<String> {
         "https" => {}
         "http" if loopback => {}
         "http" => {
-            c.problem(
-                key,
-                format!("`{url}` must use https (plain http is allowed only to a loopback host)"),
-            );
-            return None;
+            return Err(format!(
+                "{shown} must use https (plain http is allowed only to a loopback host)"
+            ))
         }
-        other => {
-            c.problem(key, format!("`{url}` has scheme `{other}`; expected https"));
-            return None;
-        }
+        other => return Err(format!("{shown} has scheme `{other}`; expected https")),
     }
-    Some(url.trim_end_matches('/').to_string())
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Is `host` a loopback name or address?
@@ -770,8 +782,10 @@ fn validate_channel(c: &mut Checker, name: &str, ch: &RawChannel) -> Option<Chan
         ("to", ch.to.is_some()),
         ("ca_file", ch.ca_file.is_some()),
     ];
-    let webhook_keys: [(&str, bool); 5] = [
+    let webhook_keys: [(&str, bool); 7] = [
         ("url", ch.url.is_some()),
+        ("url_env", ch.url_env.is_some()),
+        ("url_file", ch.url_file.is_some()),
         ("secret", ch.secret.is_some()),
         ("secret_env", ch.secret_env.is_some()),
         ("secret_file", ch.secret_file.is_some()),
@@ -868,12 +882,19 @@ fn validate_channel(c: &mut Checker, name: &str, ch: &RawChannel) -> Option<Chan
         }
         Some("webhook") => {
             reject(c, &email_keys, "webhook");
-            let url = match &ch.url {
+            let url = c.secret(&key("url"), ch.url.as_ref(), ch.url_env.as_ref(), ch.url_file.as_ref());
+            let url = match url {
                 None => {
-                    c.problem(key("url"), "is required");
-                    String::new()
+                    c.problem(key("url"), "is required (url, url_env or url_file)");
+                    SecretRef::Inline(crate::secret::Secret::new(""))
                 }
-                Some(u) => check_url(c, &key("url"), u).unwrap_or_default(),
+                Some(SecretRef::Inline(u)) => {
+                    let checked = validate_url(u.expose(), &redact_url(u.expose()));
+                    let checked = c.parse(&key("url"), checked).unwrap_or_default();
+                    SecretRef::Inline(crate::secret::Secret::new(checked))
+                }
+                // Resolved and checked with the other secrets.
+                Some(other) => other,
             };
             let format = match ch.format.as_deref().unwrap_or("json") {
                 "json" => WebhookFormat::Json,

@@ -97,6 +97,8 @@ pub struct RawChannel {
     pub ca_file: Option<PathBuf>,
     // webhook
     pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
     pub secret: Option<String>,
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,

@@ -214,3 +214,26 @@ fn inline_secret_in_a_world_readable_file_warns() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(Config::load(&path).unwrap().warnings.is_empty());
 }
+
+#[test]
+fn a_webhook_url_is_a_secret_and_messages_never_show_its_path() {
+    let slack = "http://hooks.slack.com/services/T000/B000/XXXXSECRET";
+    let text = format!("{MINIMAL}\n[alerts.s]\nkind = \"webhook\"\nurl = \"{slack}\"\nformat = \"slack\"\n");
+    let all = problems(&text).join("\n");
+    assert!(
+        all.contains("alerts.s.url") && all.contains("http://hooks.slack.com/…"),
+        "{all}"
+    );
+    assert!(!all.contains("XXXXSECRET"), "{all}");
+
+    std::env::set_var("AUDITD_TEST_HOOK_URL_BAD", slack);
+    let from_env = format!("{MINIMAL}\n[alerts.s]\nkind = \"webhook\"\nurl_env = \"AUDITD_TEST_HOOK_URL_BAD\"\n");
+    let err = load(&from_env).unwrap().check_secrets().unwrap_err().to_string();
+    assert!(
+        err.contains("alerts.s.url") && err.contains("must use https") && !err.contains("XXXXSECRET"),
+        "{err}"
+    );
+    std::env::set_var("AUDITD_TEST_HOOK_URL_GOOD", slack.replace("http:", "https:"));
+    let good = from_env.replace("_BAD", "_GOOD");
+    load(&good).unwrap().check_secrets().unwrap();
+}
