@@ -719,3 +719,28 @@ fn environment_overrides_keep_strings_as_strings_and_numbers_as_numbers() {
     assert!(stdout.contains("concurrency = 4\n"), "{stdout}");
     assert!(stdout.contains("client_id = \"000123\""), "{stdout}");
 }
+
+#[test]
+fn crm_204_is_an_empty_list_and_a_later_address_is_one_add() {
+    let mut data = OrgData::sample(1);
+    data.from_addresses.clear();
+    let t = Test::new().org_with("acme", data, "").webhook();
+    let first = t.once(&[]);
+    first.code(0);
+    assert_eq!(first.source("acme", "crm.from_addresses")["status"], "baseline");
+    assert!(t
+        .sim
+        .requests("acme")
+        .iter()
+        .any(|r| r.path.ends_with("/from_addresses") && r.status == 204));
+    t.sim.update("acme", |d| {
+        d.from_addresses
+            .push(json!({"user_name": "Mallory", "type": "imap", "email": "mallory@attacker.example"}))
+    });
+    let run = t.once(&[]);
+    run.code(2);
+    let change = &t.webhooks()[0].json()["sources"][0]["changes"][0];
+    assert_eq!(change["op"], "add");
+    assert_eq!(change["path"], "/from_addresses/mallory@attacker.example");
+    assert_eq!(change["new"]["email"], "mallory@attacker.example");
+}
