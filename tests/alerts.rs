@@ -71,12 +71,7 @@ fn a_process_killed_after_storing_the_drift_but_before_delivery_delivers_it_once
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     t.retarget_webhook(Some(format!("http://{}/hook", black_hole.local_addr().unwrap())));
     drift(&t, "mail.attacker.example");
-    let mut child = t
-        .command(&["--once"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = t.spawn(&["--once"]);
     assert!(wait_until(Duration::from_secs(10), || t.db_path().exists()
         && t.count("SELECT COUNT(*) FROM outbox") == 1));
     child.kill().unwrap();

@@ -337,12 +337,7 @@ fn a_second_auditing_process_on_the_same_database_exits_1() {
         "/api/v1/supportEmailDomain",
         FaultResponse::Delay(std::time::Duration::from_secs(3)),
     ));
-    let mut slow = t
-        .command(&["--once"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut slow = t.spawn(&["--once"]);
     assert!(wait_until(std::time::Duration::from_secs(10), || t
         .sim
         .requests("acme")
@@ -555,12 +550,7 @@ fn kill_9_mid_pass_loses_no_drift() {
         .times(1),
     );
     let before = t.sim.requests("acme").len();
-    let mut child = t
-        .command(&["--once"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = t.spawn(&["--once"]);
     // Wait until the reply addresses (with the change) have been fetched, then kill without warning.
     assert!(wait_until(std::time::Duration::from_secs(10), || {
         t.sim.requests("acme")[before..]

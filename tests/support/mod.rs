@@ -253,6 +253,15 @@ impl Test {
         }
     }
 
+    /// Starts `auditd ARGS` in the background with its output discarded (to kill or outwait it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start auditd")
+    }
+
     /// `auditd --once --json ARGS`.
     pub fn once(&self, args: &[&str]) -> Run {
         let mut all = vec!["--once", "--json"];
