@@ -25,6 +25,7 @@ pub struct Dispatcher {
     max_age_secs: i64,
 }
 
+/// A channel ready to send, by kind.
 enum Sender {
     Email(EmailSender),
     Webhook(WebhookSender),

@@ -53,6 +53,7 @@ pub enum LogFormat {
     Json,
 }
 
+/// The subcommands; none at all runs the daemon (or one pass with `--once`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config and print it with secrets masked (exit 78 when invalid)

@@ -51,6 +51,7 @@ pub(crate) struct AccessTokenInfo {
     pub(crate) invalidated: bool,
 }
 
+/// An authorization code the consent endpoint issued, until it is exchanged or expires.
 struct CodeInfo {
     org: String,
     issued: Instant,

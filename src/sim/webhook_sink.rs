@@ -11,6 +11,7 @@ use axum::Router;
 
 use super::server::ServerHandle;
 
+/// What the receiver has seen, and what it should answer next.
 #[derive(Default)]
 struct SinkState {
     /// Statuses still to answer, in order; 200 once empty.

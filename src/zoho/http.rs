@@ -109,6 +109,7 @@ pub async fn get_json(
     }
 }
 
+/// How one attempt ended when it did not succeed: worth another try, or final.
 enum Attempt {
     Retry {
         error: ZohoError,
