@@ -382,3 +382,28 @@ fn a_token_endpoint_5xx_is_one_request_per_pass_and_nothing_is_recorded() {
         .all(|s| s["snapshot"].is_null()));
     assert_eq!(t.count("SELECT COUNT(*) FROM snapshots"), 0);
 }
+
+#[test]
+fn connect_clears_a_throttling_back_off_of_the_old_token() {
+    let port = free_port();
+    let t = Test::new().org_with("acme", OrgData::sample(1), &with_redirect(port));
+    t.sim.set_consent_org("acme");
+    let denied = r#"{"error":"Access Denied","error_description":"too many","status":"failure"}"#;
+    t.sim.inject(
+        Fault::new("/oauth/v2/token", FaultResponse::status(200, denied))
+            .org("acme")
+            .times(1),
+    );
+    t.once(&[]).code(3);
+    // Only for a consent URL: the pasted redirect below goes to a second `connect`.
+    let (mut child, consent) = start_connect(&t, "acme", &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, location) = get(&consent);
+    t.run(&["connect", "acme", "--code", &location.unwrap()]).code(0);
+    // Force a refresh with the new token: the old token's back-off must not block it.
+    t.sim.invalidate_access_tokens("acme");
+    let run = t.once(&[]);
+    run.code(0);
+    assert_eq!(run.org("acme")["state"], "ok");
+}

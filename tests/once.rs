@@ -734,3 +734,13 @@ fn crm_204_is_an_empty_list_and_a_later_address_is_one_add() {
     assert_eq!(change["path"], "/from_addresses/mallory@attacker.example");
     assert_eq!(change["new"]["email"], "mallory@attacker.example");
 }
+
+#[test]
+fn status_reads_without_writing() {
+    let t = Test::new().org("acme").org("globex");
+    let status = t.run(&["status", "--json"]);
+    status.code(0);
+    let orgs = status.json()["orgs"].clone();
+    assert_eq!(orgs[0]["reason"], "not audited yet");
+    assert_eq!(t.count("SELECT COUNT(*) FROM orgs"), 0, "status created no rows");
+}
