@@ -43,6 +43,9 @@ pub enum ZohoError {
         code: String,
         message: Option<String>,
     },
+    /// A secret of ours could not be read (a credential file gone since start-up); names the key only.
+    #[error("cannot read the client secret ({0})")]
+    Credential(String),
     /// The body was not the JSON this source returns.
     #[error("unexpected response from {what}: {detail}")]
     Malformed { what: String, detail: String },
@@ -67,6 +70,7 @@ impl ZohoError {
             ZohoError::Unreachable(_) => "unreachable",
             ZohoError::Http { .. } => "http_error",
             ZohoError::Malformed { .. } => "malformed",
+            ZohoError::Credential(_) => "credential",
             ZohoError::ApiDomainRefused(_) | ZohoError::DeskOrgAmbiguous(_) => "refused",
         }
     }

@@ -227,10 +227,7 @@ impl<'a> Session<'a> {
             .client
             .client_secret
             .resolve()
-            .map_err(|m| ZohoError::Malformed {
-                what: format!("orgs[{}].client_secret", self.org.name),
-                detail: m,
-            })?;
+            .map_err(|m| ZohoError::Credential(format!("{}: {m}", self.org.client.client_secret_key)))?;
         let result = oauth::refresh(
             self.deps.http,
             &self.org.accounts_url,
