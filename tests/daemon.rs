@@ -226,21 +226,10 @@ fn sigterm_mid_pass_lets_the_audit_finish_then_stops_with_exit_0() {
         .daemon(EVERY_SECOND)
         .daemon("shutdown_grace = \"10s\"");
     // The last source of the first pass answers after 2 s: SIGTERM lands in the middle of it.
-    t.sim.inject(
-        Fault::new(
-            "/api/v1/supportEmailDomain",
-            FaultResponse::Delay(Duration::from_secs(2)),
-        )
-        .org("acme")
-        .times(1),
-    );
+    hold_support_domain(&t, 2);
     let mut d = Daemon::start(&t);
     d.wait_ready();
-    assert!(wait_until(Duration::from_secs(10), || requests_to(
-        &t,
-        "acme",
-        "/api/v1/mailReplyAddress"
-    ) > 0));
+    assert!(reply_addresses_read_after(&t, 0));
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
     d.signal("TERM");
@@ -282,24 +271,13 @@ fn an_audit_that_outlasts_the_grace_is_abandoned_with_nothing_half_written() {
     d.wait_notify(Duration::from_secs(10), 1, |l| l.contains("last pass: acme clean"));
 
     // The next pass sees a changed SMTP host but hangs on its last source, past the grace period.
-    t.sim.inject(
-        Fault::new(
-            "/api/v1/supportEmailDomain",
-            FaultResponse::Delay(Duration::from_secs(20)),
-        )
-        .org("acme")
-        .times(1),
-    );
+    hold_support_domain(&t, 20);
     // Counted after the fault is in: a pass that reads reply addresses from now on meets the delay.
     let seen = requests_to(&t, "acme", "/api/v1/mailReplyAddress");
     t.sim.update("acme", |data| {
         data.reply_addresses[0]["smtpDetails"]["host"] = json!("mail.attacker.example")
     });
-    assert!(wait_until(Duration::from_secs(10), || requests_to(
-        &t,
-        "acme",
-        "/api/v1/mailReplyAddress"
-    ) > seen));
+    assert!(reply_addresses_read_after(&t, seen));
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
     d.signal("TERM");
@@ -326,21 +304,10 @@ fn a_second_sigterm_cuts_the_grace_period_short() {
         .org("acme")
         .daemon(EVERY_SECOND)
         .daemon("shutdown_grace = \"30s\"");
-    t.sim.inject(
-        Fault::new(
-            "/api/v1/supportEmailDomain",
-            FaultResponse::Delay(Duration::from_secs(20)),
-        )
-        .org("acme")
-        .times(1),
-    );
+    hold_support_domain(&t, 20);
     let mut d = Daemon::start(&t);
     d.wait_ready();
-    assert!(wait_until(Duration::from_secs(10), || requests_to(
-        &t,
-        "acme",
-        "/api/v1/mailReplyAddress"
-    ) > 0));
+    assert!(reply_addresses_read_after(&t, 0));
     d.signal("TERM");
     d.wait_stderr(Duration::from_secs(5), "waiting for running ones", 1);
     let sent = Instant::now();
@@ -715,4 +682,23 @@ fn the_prometheus_reader_rejects_what_prometheus_would() {
     assert!(parse_prometheus_text("# TYPE 1up gauge\n").is_err());
     let parsed = parse_prometheus_text("# TYPE x gauge\nx{a=\"q\\\"uote\",b=\"2\"} 3\n").unwrap();
     assert_eq!(parsed[&Series::new("x", &[("a", "q\"uote"), ("b", "2")])], 3.0);
+}
+
+/// The next read of acme's support domain answers only after `secs`: a pass that is still running.
+fn hold_support_domain(t: &Test, secs: u64) {
+    t.sim.inject(
+        Fault::new(
+            "/api/v1/supportEmailDomain",
+            FaultResponse::Delay(Duration::from_secs(secs)),
+        )
+        .org("acme")
+        .times(1),
+    );
+}
+
+/// Waits (bounded) until acme's reply addresses were read more than `seen` times: a pass is under way.
+fn reply_addresses_read_after(t: &Test, seen: usize) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        requests_to(t, "acme", "/api/v1/mailReplyAddress") > seen
+    })
 }
