@@ -364,7 +364,7 @@ async fn commit(
                                         &format!("{org_name}/{sid}@{}", prev.id),
                                         &format!("{org_name}/{sid}@{id}"),
                                     );
-                                    drifts.push(SourceDrift { source: sid.to_string(), from_snapshot: prev.id, to_snapshot: id, changes, diff });
+                                    drifts.push(SourceDrift { source: sid.to_string(), from_snapshot: prev.id, to_snapshot: id, changes, changes_omitted: 0, diff });
                                 }
                                 source_report(sid, status, n, Some(id), Some(prev.id), None)
                             }
@@ -413,7 +413,9 @@ async fn commit(
             let drift_alert = if drifts.is_empty() {
                 None
             } else {
-                alerts.push(AlertPayload::new(AlertKind::Drift, &org_name, detected_at.clone(), drifts, None));
+                // The alert carries what any receiver can take; the drift rows keep every change.
+                let bounded = drifts.iter().map(|d| d.bounded(&org_name)).collect();
+                alerts.push(AlertPayload::new(AlertKind::Drift, &org_name, detected_at.clone(), bounded, None));
                 Some(alerts.len() - 1)
             };
 
@@ -422,7 +424,7 @@ async fn commit(
                 let json = alert.to_json();
                 let alert_id = queries::insert_alert(&tx, &alert.event_id, &org_name, alert.kind.as_str(), now, &json)?;
                 if drift_alert == Some(i) {
-                    for d in &alert.sources {
+                    for d in &drifts {
                         let changes_json = serde_json::to_string(&d.changes).expect("changes serialise");
                         queries::insert_drift(
                             &tx,

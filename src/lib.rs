@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod inert;
 pub mod metrics;
 pub mod pointer;
 pub mod secret;

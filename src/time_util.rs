@@ -17,23 +17,50 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Parses config durations: `"500ms"`, `"30s"`, `"15m"`, `"2h"`, `"1d"`; `"0s"` is zero.
+/// No duration in the config may exceed this: ten years is longer than anything auditd waits for,
+/// and the bound keeps every sum of a timestamp and a duration far from overflowing.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(3650 * 86400);
+
+/// The longest wait a server's `Retry-After` can impose, whatever it asks for: a hostile or broken
+/// server must not park an alert or an org for years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Parses config durations with `humantime` (`"500ms"`, `"30s"`, `"15m"`, `"2h"`, `"1d"`, `"1h 30m"`;
+/// `"0s"` is zero), refusing a bare number and anything above [`MAX_CONFIG_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits_end);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (expected e.g. \"30s\", \"15m\", \"2h\")"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86400),
-        _ => return Err(format!("`{text}` has no known unit (use ms, s, m, h or d)")),
-    };
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit (write e.g. \"{t}s\"; units: ms, s, m, h, d)"
+        ));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("`{text}` is too long (at most 3650d)")
+        }
+        e => format!("`{text}` is not a duration ({e}; expected e.g. \"30s\", \"15m\", \"2h\")"),
+    })?;
+    if d > MAX_CONFIG_DURATION {
+        return Err(format!("`{text}` is too long (at most 3650d)"));
+    }
     Ok(d)
+}
+
+/// A duration as whole seconds for timestamp arithmetic, saturating instead of wrapping.
+pub fn secs_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A `Retry-After` header value in seconds, capped at [`MAX_RETRY_AFTER`]. (The HTTP-date form is
+/// not used by Zoho or by common webhook receivers; it reads as absent.)
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // A number too big even for u64 is still "very long": the cap, not "absent".
+    let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// Prints a duration the way config files write it.
@@ -67,6 +94,28 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert_eq!(format_duration(Duration::from_secs(900)), "15m");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn durations_above_ten_years_are_refused_never_wrapped() {
+        assert_eq!(parse_duration("3650d"), Ok(MAX_CONFIG_DURATION));
+        for huge in [
+            "3651d",
+            "213503982334602d",
+            "18446744073709551615s",
+            "9223372036854775808s",
+        ] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("too long"), "{huge}: {err}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_an_hour() {
+        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("99999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("18446744073709551616"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             senders,
             max_attempts: i64::from(config.daemon.alert_max_attempts),
-            max_age_secs: config.daemon.alert_max_age.as_secs() as i64,
+            max_age_secs: crate::time_util::secs_i64(config.daemon.alert_max_age),
         })
     }
 
@@ -82,7 +82,21 @@ pub fn next_attempt_at(now: i64, attempts_so_far: i64) -> i64 {
     let exp = attempts_so_far.clamp(0, 20) as u32;
     let base = FIRST_BACKOFF_SECS.saturating_mul(1i64 << exp).min(MAX_BACKOFF_SECS);
     let jitter = rand::rng().random_range(0..=base / 5);
-    now + base + jitter
+    now.saturating_add(base + jitter)
+}
+
+/// When a failed row is tried next: the backoff, or later if the receiver asked (`Retry-After`,
+/// already capped), but never after the row's deadline (`age_from + alert_max_age`), so that every
+/// row is tried at its deadline and ends delivered or dead then.
+fn next_try_at(now: i64, attempts_so_far: i64, error: &DeliveryError, age_from: i64, max_age_secs: i64) -> i64 {
+    let asked = match error {
+        DeliveryError::Failed {
+            retry_after: Some(d), ..
+        } => now.saturating_add(crate::time_util::secs_i64(*d)),
+        _ => now,
+    };
+    let deadline = age_from.saturating_add(max_age_secs);
+    next_attempt_at(now, attempts_so_far).max(asked).min(deadline.max(now))
 }
 
 /// One delivery round at a time in this process: the daemon's concurrent org passes and its outbox
@@ -156,13 +170,7 @@ async fn deliver_channel(
                 let dead = matches!(e, DeliveryError::Gone(_))
                     || attempts >= dispatcher.max_attempts
                     || now - row.age_from >= dispatcher.max_age_secs;
-                let retry_after = match &e {
-                    DeliveryError::Failed {
-                        retry_after: Some(d), ..
-                    } => now + d.as_secs() as i64,
-                    _ => now,
-                };
-                let next = next_attempt_at(now, row.attempts).max(retry_after);
+                let next = next_try_at(now, row.attempts, &e, row.age_from, dispatcher.max_age_secs);
                 let message = e.to_string();
                 if dead {
                     tracing::error!(channel = %row.channel, org = %row.org, event_id = %row.event_id, attempts, error = %message, "alert is dead: no more attempts");
@@ -190,5 +198,25 @@ mod tests {
             let at = next_attempt_at(1000, attempts) - 1000;
             assert!(at >= base && at <= base + base / 5, "attempts {attempts}: {at}");
         }
+    }
+
+    #[test]
+    fn no_retry_is_planned_after_the_rows_deadline() {
+        let asked_for_years = DeliveryError::Failed {
+            message: "503".into(),
+            retry_after: Some(Duration::from_secs(99_999_999_999)),
+        };
+        // Created at 1000 with a 10 s budget: the next try is at the deadline, not years ahead.
+        assert_eq!(next_try_at(1002, 1, &asked_for_years, 1000, 10), 1010);
+        // A deadline already passed: try now (and the failure then makes the row dead).
+        assert_eq!(next_try_at(1020, 1, &asked_for_years, 1000, 10), 1020);
+        // A wide budget: Retry-After wins over a shorter backoff.
+        let asked_for_an_hour = DeliveryError::Failed {
+            message: "503".into(),
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!(next_try_at(1000, 0, &asked_for_an_hour, 1000, 86400), 4600);
+        // Saturating, never wrapping, with the largest budget the config allows and more.
+        assert!(next_try_at(i64::MAX - 5, 0, &asked_for_an_hour, i64::MAX - 5, i64::MAX) >= i64::MAX - 5);
     }
 }

@@ -4,8 +4,7 @@ use super::payload::{AlertKind, AlertPayload, SourceDrift};
 use crate::snapshot::Op;
 use std::fmt::Write;
 
-/// A diff longer than this (per source) is cut in emails; `auditd diff` shows the whole of it.
-pub const MAX_DIFF_CHARS: usize = 64 * 1024;
+pub use super::payload::MAX_DIFF_CHARS;
 /// A changed value longer than this is shortened in the change list.
 const MAX_VALUE_CHARS: usize = 300;
 /// Slack truncates long messages; keep to a readable summary.
@@ -21,36 +20,40 @@ fn short_value(v: &serde_json::Value) -> String {
     }
 }
 
-fn change_lines(s: &SourceDrift) -> Vec<String> {
-    s.changes
+/// One line per change. Paths come from Zoho's keys and ids: their control characters are escaped
+/// so that no line of an alert can be forged (values are JSON, escaped already).
+fn change_lines(a: &AlertPayload, s: &SourceDrift) -> Vec<String> {
+    let mut lines: Vec<String> = s
+        .changes
         .iter()
-        .map(|c| match c.op {
-            Op::Add => format!("+ {}  {}", c.path, short_value(&c.new)),
-            Op::Remove => format!("- {}  (was {})", c.path, short_value(&c.old)),
-            Op::Replace => format!("~ {}  {} -> {}", c.path, short_value(&c.old), short_value(&c.new)),
+        .map(|c| {
+            let path = crate::inert::escape_controls(&c.path);
+            match c.op {
+                Op::Add => format!("+ {path}  {}", short_value(&c.new)),
+                Op::Remove => format!("- {path}  (was {})", short_value(&c.old)),
+                Op::Replace => format!("~ {path}  {} -> {}", short_value(&c.old), short_value(&c.new)),
+            }
         })
-        .collect()
+        .collect();
+    if s.changes_omitted > 0 {
+        lines.push(format!(
+            "... and {} more change(s): {}",
+            s.changes_omitted,
+            s.diff_command(&a.org)
+        ));
+    }
+    lines
 }
 
-/// The diff, cut at [`MAX_DIFF_CHARS`] on a line boundary with a note saying how to see the rest.
-fn bounded_diff(org: &str, s: &SourceDrift) -> (String, Option<String>) {
-    if s.diff.len() <= MAX_DIFF_CHARS {
-        return (s.diff.clone(), None);
-    }
-    let mut cut = MAX_DIFF_CHARS;
-    while !s.diff.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let cut = s.diff[..cut].rfind('\n').map(|i| i + 1).unwrap_or(cut);
-    let note = format!(
-        "[diff cut at {} of {} bytes; see the whole of it with: auditd diff {org} --source {} --from {} --to {}]",
-        cut,
-        s.diff.len(),
-        s.source,
-        s.from_snapshot,
-        s.to_snapshot
-    );
-    (s.diff[..cut].to_string(), Some(note))
+/// The reason an org needs reconnect, from Zoho's error codes: one line, inert.
+fn reason(a: &AlertPayload) -> std::borrow::Cow<'_, str> {
+    crate::inert::escape_controls(a.reason.as_deref().unwrap_or("unknown"))
+}
+
+/// The diff as the alert carries it: already cut when the alert was made; alerts stored by earlier
+/// versions are cut here the same way.
+fn bounded_diff(org: &str, s: &SourceDrift) -> String {
+    super::payload::bounded_diff(&s.diff, &s.diff_command(org))
 }
 
 fn headline(a: &AlertPayload) -> String {
@@ -66,7 +69,7 @@ fn headline(a: &AlertPayload) -> String {
             "auditd can no longer read Zoho org {} and has stopped auditing it (since {}).\nReason: {}\nFix: run `auditd connect {}` (or update its refresh token).",
             a.org,
             a.detected_at,
-            a.reason.as_deref().unwrap_or("unknown"),
+            reason(a),
             a.org
         ),
         AlertKind::Recovered => format!("Zoho org {} is readable again and audited as usual (since {}).", a.org, a.detected_at),
@@ -83,15 +86,11 @@ pub fn text(a: &AlertPayload) -> String {
             "\n== {} (snapshot {} -> {}) ==\n",
             s.source, s.from_snapshot, s.to_snapshot
         );
-        for line in change_lines(s) {
+        for line in change_lines(a, s) {
             let _ = writeln!(out, "  {line}");
         }
-        let (diff, note) = bounded_diff(&a.org, s);
         out.push('\n');
-        out.push_str(&diff);
-        if let Some(note) = note {
-            let _ = writeln!(out, "{note}");
-        }
+        out.push_str(&bounded_diff(&a.org, s));
     }
     let _ = write!(out, "\nevent {} · sent by zoho-auditd\n", a.event_id);
     out
@@ -121,12 +120,11 @@ pub fn html(a: &AlertPayload) -> String {
             s.from_snapshot,
             s.to_snapshot
         );
-        for line in change_lines(s) {
+        for line in change_lines(a, s) {
             let _ = write!(out, "<li>{}</li>", escape(&line));
         }
         out.push_str("</ul><pre style=\"font-family:Consolas,Menlo,monospace;font-size:12px;line-height:1.4;background:#f6f8fa;padding:8px;border:1px solid #ddd;white-space:pre-wrap\">");
-        let (diff, note) = bounded_diff(&a.org, s);
-        for line in diff.lines() {
+        for line in bounded_diff(&a.org, s).lines() {
             let style = if line.starts_with("+++") || line.starts_with("---") {
                 "color:#555;font-weight:bold"
             } else if line.starts_with('+') {
@@ -141,9 +139,6 @@ pub fn html(a: &AlertPayload) -> String {
             let _ = writeln!(out, "<span style=\"{style}\">{}</span>", escape(line));
         }
         out.push_str("</pre>");
-        if let Some(note) = note {
-            let _ = write!(out, "<p style=\"color:#777\">{}</p>", escape(&note));
-        }
     }
     let _ = write!(
         out,
@@ -153,7 +148,9 @@ pub fn html(a: &AlertPayload) -> String {
     out
 }
 
-/// A Slack-compatible message body.
+/// A Slack-compatible message body. Slack reads `<...>` as mentions and links and `&` as the start of
+/// an entity, so the whole text is escaped (none of our own text uses them): no Zoho value, key or
+/// error code can ping a channel or plant a link.
 pub fn slack(a: &AlertPayload) -> serde_json::Value {
     let mut text = format!("*{}*\n{}", a.subject(), headline(a));
     for s in &a.sources {
@@ -162,7 +159,7 @@ pub fn slack(a: &AlertPayload) -> serde_json::Value {
             "\n*{}* (snapshot {} → {})",
             s.source, s.from_snapshot, s.to_snapshot
         );
-        let lines = change_lines(s);
+        let lines = change_lines(a, s);
         for line in lines.iter().take(MAX_SLACK_CHANGES) {
             let _ = write!(text, "\n`{}`", line.replace('`', "'"));
         }
@@ -176,7 +173,7 @@ pub fn slack(a: &AlertPayload) -> serde_json::Value {
             );
         }
     }
-    serde_json::json!({ "text": text })
+    serde_json::json!({ "text": crate::inert::slack_escape(&text) })
 }
 
 #[cfg(test)]
@@ -202,6 +199,7 @@ mod tests {
                     old: json!("smtp.zoho.com"),
                     new: json!("mail.attacker.example"),
                 }],
+                changes_omitted: 0,
                 diff: "--- a\n+++ b\n@@ -1 +1 @@\n-  \"host\": \"smtp.zoho.com\"\n+  \"host\": \"<mail.attacker.example>\"\n".into(),
             }],
             reason: None,

@@ -80,12 +80,7 @@ impl WebhookSender {
         } else if status.as_u16() == 410 {
             Err(DeliveryError::Gone("webhook answered HTTP 410 Gone".into()))
         } else {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = crate::zoho::http::retry_after(&resp);
             Err(DeliveryError::Failed {
                 message: format!("webhook answered HTTP {}", status.as_u16()),
                 retry_after,

@@ -2,6 +2,7 @@
 
 use super::{load_config, open_store, report};
 use crate::exit::ExitCode;
+use crate::inert::escape_controls as inert;
 use crate::store::queries::{self, Requeue};
 use crate::time_util::{now_unix, rfc3339};
 use std::path::Path;
@@ -49,7 +50,7 @@ pub async fn list(config_path: &Path, json: bool) -> ExitCode {
             r.attempts,
             r.last_error
                 .as_deref()
-                .map(|e| format!("; last error: {e}"))
+                .map(|e| format!("; last error: {}", inert(e)))
                 .unwrap_or_default()
         );
     }

@@ -4,7 +4,7 @@
 //! URL), exchanges the code at the accounts server the redirect names (only a Zoho one, or the org's
 //! configured override), stores the refresh token in the database and clears needs-reconnect.
 
-use super::{load_config, open_store, report};
+use super::{load_config, report};
 use crate::config::OrgConfig;
 use crate::exit::ExitCode;
 use crate::secret::Secret;
@@ -46,9 +46,10 @@ pub async fn run(config_path: &Path, org_name: &str, listen: Option<String>, cod
         Ok(s) => s,
         Err(m) => return report(&anyhow!("orgs[{org_name}].client_secret: {m}"), ExitCode::Config),
     };
-    let store = match open_store(&config) {
+    // `connect` may be the first command run on a new deployment: it creates the database.
+    let store = match crate::store::Store::open(&config.daemon.database) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => return report(&anyhow::Error::new(e), ExitCode::Fatal),
     };
     match connect(org, &store, &client_secret, listen, code, config.daemon.http_timeout).await {
         Ok(()) => ExitCode::Clean,

@@ -3,6 +3,7 @@
 use super::{load_config, open_store, report};
 use crate::catalog::SourceId;
 use crate::exit::ExitCode;
+use crate::inert::escape_controls as inert;
 use crate::snapshot;
 use crate::store::queries;
 use crate::time_util::rfc3339;
@@ -116,7 +117,7 @@ pub async fn diff(config_path: &Path, org: &str, source: &str, from: Option<i64>
         changes.len()
     );
     for c in &changes {
-        println!("  {:?} {}  {} -> {}", c.op, c.path, c.old, c.new);
+        println!("  {:?} {}  {} -> {}", c.op, inert(&c.path), c.old, c.new);
     }
     print!(
         "\n{}",

@@ -1,6 +1,7 @@
 //! The command line: what the user typed, dispatched to one command each; the edge where errors
 //! become one line on stderr (with their causes) and an exit code.
 
+use crate::inert::escape_controls as inert;
 mod alerts;
 mod check_config;
 mod connect;
@@ -211,6 +212,7 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a person at a terminal: journald and CI logs get plain text.
@@ -221,24 +223,50 @@ fn init_logging(format: LogFormat) {
         .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        // Field values carry Zoho's text: a CR, LF or ESC in it must not forge a line or drive the
+        // terminal, so every value is escaped (JSON lines are escaped by the encoder already).
+        LogFormat::Text => builder
+            .fmt_fields(
+                tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+                    let text = format!("{value:?}");
+                    let text = crate::inert::escape_controls(&text);
+                    match field.name() {
+                        "message" => write!(writer, "{text}"),
+                        name => write!(writer, "{name}={text}"),
+                    }
+                })
+                .delimited(" "),
+            )
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
 
+/// A message's own line breaks (a TOML parser's caret diagram) kept, but indented under it so that
+/// no line can pass for a line of its own; every other control character escaped.
+fn indented(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| inert(l).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n    ")
+}
+
 /// Prints an error with its whole cause chain and returns `code`.
 pub fn report(error: &anyhow::Error, code: ExitCode) -> ExitCode {
-    let mut text = format!("auditd: error: {error}");
+    let mut text = format!("auditd: error: {}", indented(&error.to_string()));
     for cause in error.chain().skip(1) {
-        text.push_str(&format!("\n  caused by: {cause}"));
+        text.push_str(&format!("\n  caused by: {}", indented(&cause.to_string())));
     }
     eprintln!("{text}");
     code
 }
 
-/// Opens the database of a read-only command (no lock: these run beside the daemon).
+/// Opens the existing database of a command that does not audit (no lock: these run beside the
+/// daemon; and they never create a database at a mistyped path).
 fn open_store(config: &Config) -> Result<crate::store::Store, ExitCode> {
-    crate::store::Store::open(&config.daemon.database).map_err(|e| report(&anyhow::Error::new(e), ExitCode::Fatal))
+    crate::store::Store::open_existing(&config.daemon.database)
+        .map_err(|e| report(&anyhow::Error::new(e), ExitCode::Fatal))
 }
 
 /// Loads the config; an invalid one is exit 78. Warnings go to the log.

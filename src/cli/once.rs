@@ -4,6 +4,7 @@ use super::{report, try_load_config};
 use crate::alert::DeliveryMode;
 use crate::audit::{self, Context, PassReport};
 use crate::exit::ExitCode;
+use crate::inert::escape_controls as inert;
 use crate::store::{AuditLock, Store};
 use anyhow::Context as _;
 use std::path::Path;
@@ -90,7 +91,7 @@ pub fn human_summary(pass: &PassReport) -> String {
             .unwrap_or_default();
         out.push_str(&format!("{}: {state}", org.org));
         if let Some(reason) = &org.reason {
-            out.push_str(&format!(" ({reason})"));
+            out.push_str(&format!(" ({})", inert(reason)));
         }
         out.push('\n');
         for s in &org.sources {
@@ -104,7 +105,7 @@ pub fn human_summary(pass: &PassReport) -> String {
                 _ => {}
             }
             if let Some(e) = &s.error {
-                line.push_str(&format!(": {e}"));
+                line.push_str(&format!(": {}", inert(e)));
             }
             out.push_str(&line);
             out.push('\n');

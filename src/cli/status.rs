@@ -2,6 +2,7 @@
 
 use super::{load_config, report};
 use crate::exit::ExitCode;
+use crate::inert::escape_controls as inert;
 use crate::store::{queries, Store};
 use crate::time_util::rfc3339;
 use serde::Serialize;
@@ -41,7 +42,7 @@ pub async fn run(config_path: &Path, json: bool) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match Store::open(&config.daemon.database) {
+    let store = match Store::open_existing(&config.daemon.database) {
         Ok(s) => s,
         Err(e) => return report(&anyhow::Error::new(e), ExitCode::Fatal),
     };
@@ -107,7 +108,7 @@ fn table(v: &StatusView) -> String {
     for org in &v.orgs {
         out.push_str(&format!("{}: {}", org.org, org.state));
         if let Some(r) = &org.reason {
-            out.push_str(&format!(" ({r})"));
+            out.push_str(&format!(" ({})", inert(r)));
         }
         out.push('\n');
         for s in &org.sources {
@@ -119,7 +120,7 @@ fn table(v: &StatusView) -> String {
                 s.last_change_at.as_deref().unwrap_or("-")
             ));
             if let Some(e) = &s.error {
-                out.push_str(&format!("  ({e})"));
+                out.push_str(&format!("  ({})", inert(e)));
             }
             out.push('\n');
         }
@@ -130,7 +131,7 @@ fn table(v: &StatusView) -> String {
     for b in &v.outbox {
         out.push_str(&format!("outbox {}: {} pending, {} dead", b.channel, b.pending, b.dead));
         if let Some(e) = &b.last_error {
-            out.push_str(&format!(" (last dead: {e}; see `auditd alerts`)"));
+            out.push_str(&format!(" (last dead: {}; see `auditd alerts`)", inert(e)));
         }
         out.push('\n');
     }

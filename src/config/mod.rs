@@ -223,6 +223,8 @@ impl Config {
                 path.display()
             ));
         }
+        let exposed = config.exposed_secret_files();
+        config.warnings.extend(exposed);
         Ok(config)
     }
 
@@ -230,32 +232,13 @@ impl Config {
     /// (exit 78) before any work starts, not a failure halfway through a pass.
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let mut check = |key: String, secret: &SecretRef, also: fn(&str) -> Result<(), String>| {
-            if let Err(message) = secret.resolve().and_then(|value| also(value.expose())) {
+        for (key, secret) in self.secret_refs() {
+            let checked = secret.resolve().and_then(|value| match key.ends_with(".url") {
+                true => validate_url(value.expose(), &redact_url(value.expose())).map(|_| ()),
+                false => Ok(()),
+            });
+            if let Err(message) = checked {
                 problems.push(Problem { key, message });
-            }
-        };
-        let any = |_: &str| Ok(());
-        for org in &self.orgs {
-            check(org.client.client_secret_key.clone(), &org.client.client_secret, any);
-            if let Some(t) = &org.refresh_token {
-                check(format!("orgs[{}].refresh_token", org.name), t, any);
-            }
-        }
-        for ch in &self.channels {
-            match &ch.kind {
-                ChannelKind::Email(e) => {
-                    if let Some(p) = &e.password {
-                        check(format!("alerts.{}.password", ch.name), p, any);
-                    }
-                }
-                ChannelKind::Webhook(w) => {
-                    if let Some(s) = &w.secret {
-                        check(format!("alerts.{}.secret", ch.name), s, any);
-                    }
-                    let url_ok = |url: &str| validate_url(url, &redact_url(url)).map(|_| ());
-                    check(format!("alerts.{}.url", ch.name), &w.url, url_ok);
-                }
             }
         }
         // A [zoho] secret shared by many orgs is one problem, not one per org.
@@ -285,14 +268,53 @@ impl Config {
         self.channels.iter().find(|c| c.name == name)
     }
 
+    /// Every configured secret with its key (`orgs[acme].refresh_token`, `alerts.hook.url`, ...).
+    fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut refs = Vec::new();
+        for org in &self.orgs {
+            refs.push((org.client.client_secret_key.clone(), &org.client.client_secret));
+            if let Some(t) = &org.refresh_token {
+                refs.push((format!("orgs[{}].refresh_token", org.name), t));
+            }
+        }
+        for ch in &self.channels {
+            match &ch.kind {
+                ChannelKind::Email(e) => {
+                    if let Some(p) = &e.password {
+                        refs.push((format!("alerts.{}.password", ch.name), p));
+                    }
+                }
+                ChannelKind::Webhook(w) => {
+                    if let Some(s) = &w.secret {
+                        refs.push((format!("alerts.{}.secret", ch.name), s));
+                    }
+                    refs.push((format!("alerts.{}.url", ch.name), &w.url));
+                }
+            }
+        }
+        refs
+    }
+
     fn has_inline_secret(&self) -> bool {
-        self.orgs
-            .iter()
-            .any(|o| o.client.client_secret.is_inline() || o.refresh_token.as_ref().is_some_and(SecretRef::is_inline))
-            || self.channels.iter().any(|c| match &c.kind {
-                ChannelKind::Email(e) => e.password.as_ref().is_some_and(SecretRef::is_inline),
-                ChannelKind::Webhook(w) => w.secret.as_ref().is_some_and(SecretRef::is_inline),
-            })
+        self.secret_refs().iter().any(|(_, s)| s.is_inline())
+    }
+
+    /// Secret files that group or others may read, each named once with the key that uses it.
+    fn exposed_secret_files(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut warnings = Vec::new();
+        for (key, secret) in self.secret_refs() {
+            let Some(path) = secret.file() else { continue };
+            if seen.contains(&path) || !file_is_readable_by_others(path) {
+                continue;
+            }
+            seen.push(path);
+            warnings.push(format!(
+                "{key}_file: {} is readable by group or others; chmod 600 it (or use systemd's LoadCredential=)",
+                path.display()
+            ));
+        }
+        warnings
     }
 }
 

@@ -25,7 +25,7 @@ impl SecretRef {
                 Ok(_) => Err(format!("environment variable {var} is empty")),
                 Err(_) => Err(format!("environment variable {var} is not set")),
             },
-            SecretRef::File(path) => match std::fs::read_to_string(path) {
+            SecretRef::File(path) => match read_secret_file(path) {
                 // Files written by `echo` or editors end with a newline that is not part of the secret.
                 Ok(v) if !v.trim_end_matches(['\r', '\n']).is_empty() => {
                     Ok(Secret::new(v.trim_end_matches(['\r', '\n'])))
@@ -48,6 +48,44 @@ impl SecretRef {
     pub fn is_inline(&self) -> bool {
         matches!(self, SecretRef::Inline(_))
     }
+
+    /// The file, for an `X_file` secret.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            SecretRef::File(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// No secret is this long; a bigger "secret file" is a mistake (a log, a disk image).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file only, and at most [`MAX_SECRET_FILE_BYTES`]. It is opened
+/// without blocking, so a FIFO (which would wait for a writer for ever) or a device is refused at once.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid(
+            "not a regular file (a FIFO, socket or device is never read)".into(),
+        ));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(invalid(format!("larger than {MAX_SECRET_FILE_BYTES} bytes")));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A relative `X_file` path is taken from `$CREDENTIALS_DIRECTORY` when systemd set it
@@ -59,4 +97,30 @@ pub fn credential_path(path: &Path) -> PathBuf {
         }
     }
     path.to_path_buf()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("secret");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = SecretRef::File(fifo).resolve().unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_device_or_a_huge_file_is_refused() {
+        let err = SecretRef::File("/dev/zero".into()).resolve().unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 70_000]).unwrap();
+        let err = SecretRef::File(big).resolve().unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+    }
 }

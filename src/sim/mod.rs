@@ -233,6 +233,8 @@ pub struct Fault {
     pub org: Option<String>,
     /// Exact request path.
     pub path: String,
+    /// Only requests whose query string has this exact `key=value` pair (e.g. `type=emailin`).
+    pub query: Option<String>,
     /// Only the Nth matching request counted from the moment of injection (1-based);
     /// `None` = every matching request.
     pub nth: Option<usize>,
@@ -248,6 +250,7 @@ impl Fault {
         Fault {
             org: None,
             path: path.to_owned(),
+            query: None,
             nth: None,
             times: None,
             response,
@@ -257,6 +260,12 @@ impl Fault {
     /// Restricts the fault to requests attributed to `name`.
     pub fn org(mut self, name: &str) -> Fault {
         self.org = Some(name.to_owned());
+        self
+    }
+
+    /// Restricts the fault to requests whose query has the pair `key=value`.
+    pub fn query(mut self, pair: &str) -> Fault {
+        self.query = Some(pair.to_owned());
         self
     }
 

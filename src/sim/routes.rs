@@ -115,7 +115,7 @@ async fn token_endpoint(state: &Shared, method: &Method, params: &HashMap<String
         if let Some(o) = &org {
             *st.token_requests.entry(o.clone()).or_default() += 1;
         }
-        st.take_fault(TOKEN_PATH, org.as_deref())
+        st.take_fault(TOKEN_PATH, "", org.as_deref())
     };
     if let Some(resp) = run_fault(fault).await {
         return resp;
@@ -132,7 +132,7 @@ async fn consent(state: &Shared, params: &HashMap<String, String>) -> Response {
     let fault = {
         let mut st = lock(state);
         let org = st.consent_org.clone();
-        st.take_fault(AUTH_PATH, org.as_deref())
+        st.take_fault(AUTH_PATH, "", org.as_deref())
     };
     if let Some(resp) = run_fault(fault).await {
         return resp;
@@ -184,7 +184,7 @@ async fn api(
     let (org, fault) = {
         let mut st = lock(state);
         let org = token.and_then(|t| st.org_of_access_token(t));
-        let fault = st.take_fault(path, org.as_deref());
+        let fault = st.take_fault(path, query, org.as_deref());
         if let Some(o) = &org {
             let (now, max) = st.in_flight.entry(o.clone()).or_default();
             *now += 1;

@@ -159,11 +159,16 @@ impl State {
 
     /// Counts the request against every matching fault and returns the response of the first one
     /// that fires.
-    pub(crate) fn take_fault(&mut self, path: &str, org: Option<&str>) -> Option<FaultResponse> {
+    pub(crate) fn take_fault(&mut self, path: &str, query: &str, org: Option<&str>) -> Option<FaultResponse> {
         let mut chosen = None;
         for active in &mut self.faults {
             if active.fault.path != path {
                 continue;
+            }
+            if let Some(want) = &active.fault.query {
+                if !query.split('&').any(|pair| pair == want) {
+                    continue;
+                }
             }
             if let Some(want) = &active.fault.org {
                 if org != Some(want.as_str()) {

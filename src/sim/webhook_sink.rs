@@ -14,8 +14,8 @@ use super::server::ServerHandle;
 /// What the receiver has seen, and what it should answer next.
 #[derive(Default)]
 struct SinkState {
-    /// Statuses still to answer, in order; 200 once empty.
-    script: VecDeque<u16>,
+    /// Answers still to give (status and extra headers), in order; 200 once empty.
+    script: VecDeque<(u16, Vec<(String, String)>)>,
     received: Vec<ReceivedWebhook>,
 }
 
@@ -59,7 +59,14 @@ impl WebhookSink {
     /// Answers these statuses, in order, to the next requests; then 200 forever. Replaces any
     /// statuses still pending from an earlier call.
     pub fn respond_with(&self, statuses: Vec<u16>) {
-        lock(&self.state).script = statuses.into();
+        lock(&self.state).script = statuses.into_iter().map(|s| (s, Vec::new())).collect();
+    }
+
+    /// Answers `status` with the header `name: value` to the next `times` requests (e.g. 503 with a
+    /// `Retry-After`); then 200. Replaces any answers still pending.
+    pub fn respond_with_header(&self, status: u16, name: &str, value: &str, times: usize) {
+        let answer = (status, vec![(name.to_owned(), value.to_owned())]);
+        lock(&self.state).script = std::iter::repeat_n(answer, times).collect();
     }
 
     /// Every request received so far, in arrival order, including ones answered with errors.
@@ -106,7 +113,7 @@ impl ReceivedWebhook {
 
 async fn receive(State(state): State<Arc<Mutex<SinkState>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut st = lock(&state);
-    let answered = st.script.pop_front().unwrap_or(200);
+    let (answered, extra_headers) = st.script.pop_front().unwrap_or((200, Vec::new()));
     st.received.push(ReceivedWebhook {
         path: uri.path().to_owned(),
         headers: headers
@@ -124,5 +131,13 @@ async fn receive(State(state): State<Arc<Mutex<SinkState>>>, uri: Uri, headers: 
     drop(st);
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::from_u16(answered).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in extra_headers {
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(&value),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
     resp
 }

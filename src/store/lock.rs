@@ -1,4 +1,10 @@
-//! One auditing process per database: an exclusive lock on a file beside it.
+//! One auditing process per database: an exclusive lock on the database file itself.
+//!
+//! The lock is an `flock` on the database's own inode, so every path that reaches the file (a
+//! symlink, a hard link, `..` detours) meets the same lock. SQLite's own locks are `fcntl` locks,
+//! which on Linux are independent of `flock`. One rule follows from POSIX: closing any descriptor
+//! of a file drops the process's `fcntl` locks on it, so the lock must be released only after the
+//! store's connection is closed (declare the lock before the store, so it is dropped after it).
 
 use super::StoreError;
 use std::io::{Read, Seek, Write};
@@ -8,56 +14,55 @@ use std::path::{Path, PathBuf};
 /// dies, so a `kill -9` never leaves a stale lock behind.
 #[derive(Debug)]
 pub struct AuditLock {
-    _file: std::fs::File,
+    /// The database file, locked.
+    _database: std::fs::File,
 }
 
 impl AuditLock {
-    /// Takes the lock for the database at `db`, or fails at once naming the holder.
+    /// Takes the lock for the database at `db` (creating an empty private file if there is none),
+    /// or fails at once naming the holder.
     pub fn acquire(db: &Path) -> Result<AuditLock, StoreError> {
-        let lock_path = lock_path(db);
         let open_err = |source| StoreError::Open {
-            path: lock_path.clone(),
+            path: db.to_path_buf(),
             source,
         };
-        if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(open_err)?;
-        }
-        let mut file = super::private_file_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(open_err)?;
-        match file.try_lock() {
+        super::create_private(db)?;
+        let database = std::fs::File::open(db).map_err(open_err)?;
+        // The holder's pid is kept beside the file's real path, for the other process's message.
+        let pid_path = pid_path(&std::fs::canonicalize(db).map_err(open_err)?);
+        match database.try_lock() {
             Ok(()) => {
-                // The pid is only for the other process's message.
-                let _ = file.set_len(0);
-                let _ = file.rewind();
-                let _ = write!(file, "{}", std::process::id());
-                Ok(AuditLock { _file: file })
+                if let Ok(mut f) = super::private_file_options()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&pid_path)
+                {
+                    let _ = write!(f, "{}", std::process::id());
+                }
+                Ok(AuditLock { _database: database })
             }
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
+                if let Ok(mut f) = std::fs::File::open(&pid_path) {
+                    let _ = f.rewind();
+                    let _ = f.read_to_string(&mut pid);
+                }
                 let holder = match pid.trim() {
-                    "" => "pid unknown".to_string(),
-                    p => format!("pid {p}"),
+                    p if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => format!("pid {p}"),
+                    _ => "pid unknown".to_string(),
                 };
                 Err(StoreError::Locked {
                     path: db.to_path_buf(),
                     holder,
                 })
             }
-            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Open {
-                path: lock_path,
-                source,
-            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(open_err(source)),
         }
     }
 }
 
-fn lock_path(db: &Path) -> PathBuf {
+fn pid_path(db: &Path) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
     name.push(".lock");
     db.with_file_name(name)
@@ -79,5 +84,22 @@ mod tests {
         );
         drop(first);
         AuditLock::acquire(&db).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_or_a_hard_link_to_the_database_meets_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auditd.db");
+        let _held = AuditLock::acquire(&db).unwrap();
+        let symlink = dir.path().join("via-symlink.db");
+        std::os::unix::fs::symlink(&db, &symlink).unwrap();
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        let hard_link = dir.path().join("elsewhere/via-hard-link.db");
+        std::fs::hard_link(&db, &hard_link).unwrap();
+        for other in [symlink, hard_link] {
+            let err = AuditLock::acquire(&other).unwrap_err();
+            assert!(matches!(err, StoreError::Locked { .. }), "{}: {err}", other.display());
+        }
     }
 }

@@ -36,6 +36,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite_migration::Error,
     },
+    #[error("database {path} does not exist (nothing audited yet, or a mistyped daemon.database?); `auditd --once` or the daemon creates it")]
+    Missing { path: PathBuf },
     #[error("another auditd process is auditing with database {path} ({holder}); only one may run per database")]
     Locked { path: PathBuf, holder: String },
     #[error("database query failed")]
@@ -62,14 +64,37 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating with mode 0600 if needed) and migrates the database.
+    /// Opens (creating with mode 0600 if needed) and migrates the database: for the processes that
+    /// audit, and `connect`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private(path)?;
+        Store::open_file(path)
+    }
+
+    /// Opens a database that must already exist: for the commands that only read (and `alerts
+    /// retry`), which must never leave an empty database behind at a mistyped path.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(_) => Store::open_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            }),
+            Err(source) => Err(StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn open_file(path: &Path) -> Result<Store, StoreError> {
+        tighten_permissions(path);
         let sqlite = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(sqlite)?;
+        // Without CREATE: `open_existing` checked the file is there, `open` made it private first.
+        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
@@ -118,20 +143,65 @@ impl Store {
 
 /// Creates the file with mode 0600 before SQLite does, so tokens stored in it are never readable by
 /// others, whatever the umask; SQLite gives the -wal and -shm files the same mode.
-fn create_private(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     let open_err = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(open_err)?;
-    }
+    create_private_dirs(path).map_err(open_err)?;
     private_file_options()
         .create(true)
         .append(true)
         .open(path)
         .map_err(open_err)?;
     Ok(())
+}
+
+/// Creates the missing folders above `path` with mode 0700, whatever the umask, so that nobody else
+/// can swap the database (or its lock) for one of their own. Existing folders are left as they are.
+pub fn create_private_dirs(path: &Path) -> std::io::Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(parent)
+}
+
+/// An existing database (and its `-wal` and `-shm`) that group or others can read holds tokens in
+/// the open: set it to 0600, and say so. A failure (not our file) is only reported.
+fn tighten_permissions(db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_os_string();
+            name.push(suffix);
+            let path = PathBuf::from(name);
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(
+                    "{} was readable by group or others (mode {mode:o}); set it to 600",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "{} is readable by group or others (mode {mode:o}) and could not be set to 600: {e}",
+                    path.display()
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
 }
 
 /// Options that create files readable by their owner only (mode 0600), whatever the umask: the
@@ -169,5 +239,27 @@ mod tests {
             .call_blocking(|c| Ok(queries::redaction_key(c)?))
             .unwrap();
         assert_eq!(key, again);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_database_readable_by_others_is_set_to_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auditd.db");
+        drop(Store::open(&path).unwrap());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        drop(Store::open_existing(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_reader_never_creates_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo/auditd.db");
+        let err = Store::open_existing(&path).err().expect("no database there");
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert!(!dir.path().join("typo").exists());
     }
 }

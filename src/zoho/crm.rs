@@ -27,15 +27,25 @@ pub async fn fetch(s: &Session<'_>, source: SourceId) -> Result<Value, SessionEr
         }
         SourceId::CrmCompose => {
             let path = format!("/crm/email/{v}/settings/compose");
-            // All three types or nothing: a type missing from one pass would read as removed.
+            // All three types or nothing: a type missing from one pass would read as removed, so an
+            // empty answer (204, or an empty `email_compose`) for one of them is an error of the
+            // source, never a document without it. (404 and "not in this edition" are classified
+            // below, as unavailable.)
             let mut doc = Map::new();
             for kind in COMPOSE_TYPES {
-                if let Some(body) = get(s, &path, vec![("type", kind.to_string())]).await? {
-                    let items = array_member(&body, "email_compose", &format!("GET {path}?type={kind}"))?;
-                    if let Some(first) = items.into_iter().next() {
-                        doc.insert(kind.to_string(), first);
-                    }
-                }
+                let what = format!("GET {path}?type={kind}");
+                let empty = || ZohoError::Malformed {
+                    what: what.clone(),
+                    detail: "answered with no compose settings (one of the three types is never left out)".into(),
+                };
+                let body = get(s, &path, vec![("type", kind.to_string())])
+                    .await?
+                    .ok_or_else(empty)?;
+                let first = array_member(&body, "email_compose", &what)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(empty)?;
+                doc.insert(kind.to_string(), first);
             }
             Ok(Value::Object(doc))
         }

@@ -11,6 +11,14 @@ use std::time::Duration;
 /// No mail-settings answer comes near this; a bigger body is a broken or hostile server.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The deepest nesting a Zoho answer may have (objects and arrays, the outermost counting 1).
+/// Mail settings nest a handful of levels; what is stored is later wrapped in an alert (a few more
+/// levels, a digest a few more again) and must still parse under serde_json's limit of 128.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// An error code or message from a Zoho error body is cut to this many characters.
+pub const MAX_ERROR_TEXT_CHARS: usize = 200;
+
 /// How often a 429 or 5xx is retried within one request, and from what delay the backoff starts.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -38,9 +46,10 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("zoho-auditd/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            // A redirect to another host would carry the token there.
-            let same_host = attempt.previous().first().map(|u| u.host_str()) == Some(attempt.url().host_str());
-            if same_host && attempt.previous().len() < 3 {
+            // A redirect to another origin (scheme, host or port) would carry the token there, or
+            // pass off another server's answer as Zoho's.
+            let same_origin = attempt.previous().first().map(url::Url::origin) == Some(attempt.url().origin());
+            if same_origin && attempt.previous().len() < 3 {
                 attempt.follow()
             } else {
                 attempt.stop()
@@ -162,31 +171,62 @@ pub async fn read_capped(mut resp: reqwest::Response, what: &str) -> Result<Vec<
     }
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+/// `Retry-After`, capped (SPEC §12).
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    crate::time_util::parse_retry_after(resp.headers().get("retry-after")?.to_str().ok()?)
 }
 
-/// The error code in a CRM (`code`) or Desk (`errorCode`) error body.
+/// The error code in a CRM (`code`) or Desk (`errorCode`) error body, and its message, each cut
+/// to [`MAX_ERROR_TEXT_CHARS`]: they end up in logs, `status` and alerts.
 fn error_code(body: &[u8]) -> (String, Option<String>) {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let code = v
         .get("code")
         .or_else(|| v.get("errorCode"))
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+        .map(|c| crate::inert::truncate_chars(c, MAX_ERROR_TEXT_CHARS))
+        .unwrap_or_default();
     let message = v
         .get("message")
         .and_then(Value::as_str)
-        .map(|m| m.chars().take(200).collect());
+        .map(|m| crate::inert::truncate_chars(m, MAX_ERROR_TEXT_CHARS));
     (code, message)
+}
+
+/// How deeply `v` nests; iterative, so a hostile document cannot exhaust the stack here.
+pub fn json_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 1)];
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                stack.extend(items.iter().map(|i| (i, depth + 1)));
+            }
+            Value::Object(members) => {
+                deepest = deepest.max(depth);
+                stack.extend(members.values().map(|m| (m, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Parses a successful body: JSON, and no deeper than [`MAX_JSON_DEPTH`].
+fn parse_body(body: &[u8], what: &str) -> Result<Value, ZohoError> {
+    let malformed = |detail: String| ZohoError::Malformed {
+        what: what.to_string(),
+        detail,
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("body is not JSON ({e})")))?;
+    let depth = json_depth(&v);
+    if depth > MAX_JSON_DEPTH {
+        return Err(malformed(format!(
+            "body nests {depth} levels deep (at most {MAX_JSON_DEPTH} are accepted)"
+        )));
+    }
+    Ok(v)
 }
 
 async fn classify(resp: reqwest::Response, what: &str) -> Result<Option<Value>, Attempt> {
@@ -203,12 +243,7 @@ async fn classify(resp: reqwest::Response, what: &str) -> Result<Option<Value>, 
         return Ok(None);
     }
     if status.is_success() {
-        return serde_json::from_slice(&body).map(Some).map_err(|e| {
-            Attempt::Final(ZohoError::Malformed {
-                what: what.to_string(),
-                detail: format!("body is not JSON ({e})"),
-            })
-        });
+        return parse_body(&body, what).map(Some).map_err(Attempt::Final);
     }
     let (code, message) = error_code(&body);
     let code_or_status = if code.is_empty() {
@@ -236,7 +271,7 @@ async fn classify(resp: reqwest::Response, what: &str) -> Result<Option<Value>, 
             });
         }
         (500..=599, _) => {
-            let error = ZohoError::Transient(format!("{what} answered HTTP {} {}", status.as_u16(), code));
+            let error = ZohoError::Transient(format!("{what} answered HTTP {} {code}", status.as_u16()));
             return Err(Attempt::Retry { error, retry_after });
         }
         (s, _) => ZohoError::Http {
@@ -247,4 +282,34 @@ async fn classify(resp: reqwest::Response, what: &str) -> Result<Option<Value>, 
         },
     };
     Err(Attempt::Final(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn depth_counts_containers_and_the_limit_holds_at_fetch() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}]})), 4);
+        assert!(parse_body(nested(MAX_JSON_DEPTH).as_bytes(), "GET /x").is_ok());
+        let err = parse_body(nested(MAX_JSON_DEPTH + 1).as_bytes(), "GET /x").unwrap_err();
+        assert!(err.to_string().contains("nests 65 levels"), "{err}");
+        // Deeper than serde_json itself accepts: still a clean error, not a crash.
+        assert!(parse_body(nested(500).as_bytes(), "GET /x").is_err());
+    }
+
+    #[test]
+    fn error_codes_and_messages_are_cut() {
+        let long = "X".repeat(5166);
+        let body = json!({"errorCode": long, "message": long}).to_string();
+        let (code, message) = error_code(body.as_bytes());
+        assert!(code.chars().count() <= MAX_ERROR_TEXT_CHARS + 1, "{}", code.len());
+        assert!(message.unwrap().chars().count() <= MAX_ERROR_TEXT_CHARS + 1);
+    }
 }

@@ -37,6 +37,8 @@ pub struct Test {
     pub hook: Option<WebhookSink>,
     pub smtp: Option<SmtpSink>,
     hook_url_override: Option<String>,
+    /// `format` of the `hook` channel: `json` or `slack`.
+    hook_format: &'static str,
     orgs: Vec<TestOrg>,
     /// Extra TOML appended to the config (more channels, [daemon] keys, ...).
     extra: String,
@@ -57,6 +59,7 @@ impl Test {
             hook: None,
             smtp: None,
             hook_url_override: None,
+            hook_format: "json",
             orgs: Vec::new(),
             extra: String::new(),
             daemon_extra: String::new(),
@@ -92,6 +95,12 @@ impl Test {
     pub fn webhook(mut self) -> Test {
         self.hook = Some(WebhookSink::start());
         self
+    }
+
+    /// A webhook channel `hook` in Slack format.
+    pub fn slack_webhook(mut self) -> Test {
+        self.hook_format = "slack";
+        self.webhook()
     }
 
     /// Points the `hook` channel somewhere else (a black hole, a dead port) until called with `None`.
@@ -131,7 +140,8 @@ impl Test {
         if let Some(hook) = &self.hook {
             let url = self.hook_url_override.clone().unwrap_or_else(|| hook.url());
             t.push_str(&format!(
-                "\n[alerts.hook]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"AUDITD_TEST_WEBHOOK_SECRET\"\n"
+                "\n[alerts.hook]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"AUDITD_TEST_WEBHOOK_SECRET\"\nformat = \"{}\"\n",
+                self.hook_format
             ));
         }
         if let Some(smtp) = &self.smtp {
@@ -231,8 +241,24 @@ impl Test {
     /// The `auditd` command with the config and every secret in its environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let config = self.write_config();
+        self.command_with_config(&config, args)
+    }
+
+    /// Writes a copy of the config whose database is `db` (a link, a mistyped path, ...).
+    pub fn config_with_database(&self, db: &Path) -> PathBuf {
+        let text = self.config_text().replace(
+            &format!("database = \"{}\"", self.db_path().display()),
+            &format!("database = \"{}\"", db.display()),
+        );
+        let path = self.dir.path().join(format!("with-db-{}.toml", ulid_like()));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// `auditd ARGS` with another config file (secrets in the environment as usual).
+    pub fn command_with_config(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditd"));
-        cmd.arg("--config").arg(&config).args(args);
+        cmd.arg("--config").arg(config).args(args);
         cmd.env_remove("AUDITD_CONFIG").env("AUDITD_LOG", "info");
         cmd.env(CLIENT_SECRET_ENV, zoho_auditd::sim::CLIENT_SECRET);
         cmd.env("AUDITD_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
@@ -245,12 +271,12 @@ impl Test {
 
     /// Runs `auditd ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run auditd");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(self.command(args))
+    }
+
+    /// Runs `auditd ARGS` with another config file to completion.
+    pub fn run_with_config(&self, config: &Path, args: &[&str]) -> Run {
+        Run::of(self.command_with_config(config, args))
     }
 
     /// Starts `auditd ARGS` in the background with its output discarded (to kill or outwait it).
@@ -319,6 +345,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to completion.
+    pub fn of(mut cmd: Command) -> Run {
+        let out = cmd.output().expect("run auditd");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Asserts the exit code, showing the output when it differs.
     #[track_caller]
     pub fn code(&self, expected: i32) -> &Run {
@@ -431,6 +467,11 @@ impl SmtpSink {
         names.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
+    /// Holds back every reply to DATA by `delay` after the message is stored (zero: none).
+    pub fn set_delay(&self, delay: Duration) {
+        std::fs::write(self.dir.join("delay-ms"), delay.as_millis().to_string()).expect("write delay-ms");
+    }
+
     /// Stops the server (to simulate an outage).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -442,6 +483,13 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A name no other call in this process gets.
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
 }
 
 /// A loopback port nobody listens on right now.

@@ -40,6 +40,9 @@ so a test should spawn it with a piped stdin and keep the write end open for
 as long as the server is needed (dropping it stops the server, including when
 the test process dies).  Use --ignore-stdin to disable that.
 
+If DIR/delay-ms exists, each reply to DATA waits that many milliseconds
+after the message is stored (read per message, so a test can change it).
+
 Use one DIR per server instance.
 """
 
@@ -225,6 +228,13 @@ class Sink:
             log.exception("storing message failed")
             return "451 4.3.0 smtp_sink could not store the message"
         log.debug("stored %s", base)
+        # DIR/delay-ms (written by the test) holds the reply back after storing, so a client
+        # killed meanwhile has had its message accepted without hearing so.
+        try:
+            with open(os.path.join(self.out_dir, "delay-ms")) as f:
+                await asyncio.sleep(int(f.read().strip() or 0) / 1000.0)
+        except (FileNotFoundError, ValueError):
+            pass
         return "250 2.0.0 OK stored as %s" % base
 
 
