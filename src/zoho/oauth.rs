@@ -18,6 +18,8 @@ pub const MINT_BUDGET: usize = 9;
 pub const THROTTLE_BACKOFF_SECS: i64 = 600;
 /// A cached access token is used only while it has more than this left.
 pub const EXPIRY_MARGIN_SECS: i64 = 120;
+/// The longest lifetime a token response is believed for (Zoho's tokens live an hour).
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 86_400;
 
 /// A successful token response.
 #[derive(Debug)]
@@ -102,7 +104,8 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Zoho
         };
         return Ok(TokenGrant {
             access_token: Secret::new(token),
-            expires_in: Duration::from_secs(secs),
+            // Zoho's tokens live an hour; a claim of years is not believed (nor overflows).
+            expires_in: Duration::from_secs(secs.min(MAX_TOKEN_LIFETIME_SECS)),
             api_domain: v.get("api_domain").and_then(Value::as_str).map(str::to_string),
             refresh_token: v.get("refresh_token").and_then(Value::as_str).map(Secret::new),
         });
@@ -159,6 +162,12 @@ mod tests {
             parse_token_response(502, b"<html>"),
             Err(ZohoError::Transient(_))
         ));
+    }
+
+    #[test]
+    fn an_absurd_expiry_is_cut_to_a_day() {
+        let g = parse_token_response(200, br#"{"access_token":"a","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(g.expires_in, Duration::from_secs(MAX_TOKEN_LIFETIME_SECS));
     }
 
     #[test]
