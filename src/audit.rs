@@ -33,8 +33,8 @@ pub struct Context {
     /// Fingerprints credentials and refresh tokens with the database's key.
     pub redactor: Redactor,
     pub dispatcher: Dispatcher,
-    /// `false` for `--no-notify`: alerts are recorded as suppressed and nothing is delivered.
-    pub notify: bool,
+    /// Whether this run delivers alerts: `false` for `--no-notify` (recorded as suppressed, nothing sent).
+    pub deliver: bool,
     pub retry: RetryPolicy,
 }
 
@@ -48,7 +48,7 @@ pub enum ContextError {
 }
 
 impl Context {
-    pub async fn new(config: Arc<Config>, store: Store, notify: bool) -> Result<Context, ContextError> {
+    pub async fn new(config: Arc<Config>, store: Store, deliver: bool) -> Result<Context, ContextError> {
         let key = store.call(|c| Ok(queries::redaction_key(c)?)).await?;
         let dispatcher = Dispatcher::new(&config)?;
         Ok(Context {
@@ -57,7 +57,7 @@ impl Context {
             store,
             redactor: Redactor::new(key),
             dispatcher,
-            notify,
+            deliver,
             retry: RetryPolicy::default(),
         })
     }
@@ -184,7 +184,7 @@ pub async fn run_pass(ctx: &Context, orgs: &[String], delivery: DeliveryMode) ->
         suppressed: results.iter().map(|(_, r)| r.suppressed).sum(),
         ..Default::default()
     };
-    if ctx.notify {
+    if ctx.deliver {
         let deadline = tokio::time::Instant::now() + ONCE_DELIVERY_BUDGET;
         totals.delivered = alert::deliver_due(&ctx.store, &ctx.dispatcher, delivery, deadline)
             .await?
@@ -325,7 +325,7 @@ async fn commit(
 ) -> Result<OrgAudit, StoreError> {
     let org_name = org.name.clone();
     let channels = org.channels.clone();
-    let notify = ctx.notify;
+    let deliver = ctx.deliver;
     ctx.store
         .call(move |conn| {
             let now = now_unix();
@@ -441,10 +441,10 @@ async fn commit(
                         )?;
                     }
                 }
-                let status = if notify { OutboxStatus::Pending } else { OutboxStatus::Suppressed };
+                let status = if deliver { OutboxStatus::Pending } else { OutboxStatus::Suppressed };
                 for channel in &channels {
                     queries::enqueue(&tx, alert_id, channel, status, now)?;
-                    if !notify {
+                    if !deliver {
                         suppressed += 1;
                     }
                 }

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dc;
 pub mod exit;
 pub mod inert;
 pub mod metrics;

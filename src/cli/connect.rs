@@ -6,12 +6,12 @@
 
 use super::{load_config, report};
 use crate::config::OrgConfig;
+use crate::dc::Dc;
 use crate::exit::ExitCode;
 use crate::secret::Secret;
 use crate::snapshot::Redactor;
 use crate::store::queries;
 use crate::time_util::now_unix;
-use crate::zoho::dc::Dc;
 use crate::zoho::session::{choose_api_domain, fingerprint};
 use crate::zoho::{http, oauth};
 use anyhow::{anyhow, bail, Context as _};

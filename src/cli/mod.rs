@@ -186,7 +186,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 once::Options {
                     json: cli.json,
                     orgs: cli.orgs,
-                    notify: !cli.no_notify,
+                    deliver: !cli.no_notify,
                 },
             )
             .await

@@ -15,7 +15,8 @@ pub struct Options {
     pub json: bool,
     /// Empty: every org.
     pub orgs: Vec<String>,
-    pub notify: bool,
+    /// `false` with `--no-notify`.
+    pub deliver: bool,
 }
 
 pub async fn run(config_path: &Path, opts: Options) -> ExitCode {
@@ -70,7 +71,7 @@ async fn pass(config_path: &Path, opts: Options) -> Result<PassReport, (anyhow::
     let db = config.daemon.database.clone();
     let _lock = AuditLock::acquire(&db).map_err(|e| fatal(e.into()))?;
     let store = Store::open(&db).map_err(|e| fatal(e.into()))?;
-    let ctx = match Context::new(config.clone(), store, opts.notify).await {
+    let ctx = match Context::new(config.clone(), store, opts.deliver).await {
         Ok(c) => c,
         Err(audit::ContextError::Channel(e)) => return Err((e.into(), ExitCode::Config)),
         Err(e) => return Err(fatal(e.into())),

@@ -9,8 +9,8 @@ mod secret_ref;
 pub use secret_ref::SecretRef;
 
 use crate::catalog::{Product, SourceId};
+use crate::dc::Dc;
 use crate::pointer::PathPattern;
-use crate::zoho::dc::Dc;
 use raw::{RawChannel, RawConfig, RawOrg};
 use std::collections::BTreeSet;
 use std::fmt;

@@ -11,13 +11,13 @@
 //! One loop owns all state, so a reload, a tick and a finished audit never race each other; audits
 //! and delivery run as tasks, and SQLite stays on the blocking pool (`Store::call`).
 
+mod delivery_timer;
 mod health;
 mod http;
-mod notify;
-mod outbox;
 mod runner;
 mod scheduler;
 mod signals;
+mod systemd;
 
 use crate::alert::DeliveryMode;
 use crate::audit::{self, Context, ContextError, OrgState, PassReport};
@@ -27,13 +27,13 @@ use crate::metrics;
 use crate::store::{queries, AuditLock, Store, StoreError};
 use crate::time_util::{format_duration, now_unix};
 use health::{Health, Heartbeat};
-use notify::{LastPass, StatusLine};
 use runner::{Finished, Runner, TickOutcome};
 use scheduler::{CronScheduler, PlanChanges, Tick};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use systemd::{LastPass, StatusLine};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -151,7 +151,10 @@ async fn run_with(
     cron.apply(&scheduler::plan(&config))
         .await
         .map_err(DaemonError::Scheduler)?;
-    background.push(tokio::spawn(outbox::run(contexts.subscribe(), stop.subscribe())));
+    background.push(tokio::spawn(delivery_timer::run(
+        contexts.subscribe(),
+        stop.subscribe(),
+    )));
 
     let mut daemon = Daemon {
         config_path: config_path.to_path_buf(),
@@ -166,9 +169,9 @@ async fn run_with(
         },
         cron,
     };
-    notify::ready(&daemon.status.to_string());
-    if let Some(every) = notify::watchdog_interval() {
-        background.push(tokio::spawn(notify::run_watchdog(every, health, stop.subscribe())));
+    systemd::ready(&daemon.status.to_string());
+    if let Some(every) = systemd::watchdog_interval() {
+        background.push(tokio::spawn(systemd::run_watchdog(every, health, stop.subscribe())));
     }
     tracing::info!(
         orgs = config.orgs.len(),
@@ -298,12 +301,12 @@ impl Daemon {
             finished_at: now_unix(),
             outcome,
         });
-        notify::status(&self.status.to_string());
+        systemd::status(&self.status.to_string());
     }
 
     /// SIGHUP: reload and validate; apply on success, keep everything as it was on failure.
     async fn reload(&mut self) {
-        notify::reloading();
+        systemd::reloading();
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading the config");
         let result = self.try_reload().await;
         self.status.reload_failed = result.is_err();
@@ -320,7 +323,7 @@ impl Daemon {
                 "config reload failed; still running on the previous config"
             ),
         }
-        notify::ready(&self.status.to_string());
+        systemd::ready(&self.status.to_string());
     }
 
     async fn try_reload(&mut self) -> Result<PlanChanges, ReloadError> {
@@ -362,7 +365,7 @@ impl Daemon {
         let grace = self.contexts.borrow().config.daemon.shutdown_grace;
         let deadline = Instant::now() + grace;
         self.status.stopping_with = Some(self.runner.busy().count());
-        notify::stopping(&self.status.to_string());
+        systemd::stopping(&self.status.to_string());
         tracing::info!(
             running = ?self.runner.busy().collect::<Vec<_>>(),
             grace = %format_duration(grace),

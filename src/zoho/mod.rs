@@ -1,7 +1,6 @@
-//! Zoho: the data-centre table, OAuth, one HTTP client, and the CRM and Desk sources.
+//! Zoho: OAuth, one HTTP client, and the CRM and Desk sources (the data-centre table is `crate::dc`).
 
 pub mod crm;
-pub mod dc;
 pub mod desk;
 pub mod error;
 pub mod http;

@@ -2,10 +2,10 @@
 //! token (minted once even when several sources ask at the same moment), the API domain, the Desk org
 //! id, a cap on requests in flight, and the refresh-once-and-retry rule for 401s.
 
-use super::dc::Dc;
 use super::http::{get_json, ApiRequest, RetryPolicy};
 use super::{oauth, ZohoError};
 use crate::config::OrgConfig;
+use crate::dc::Dc;
 use crate::secret::Secret;
 use crate::snapshot::Redactor;
 use crate::store::{queries, Store, StoreError};
