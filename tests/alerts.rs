@@ -1,21 +1,14 @@
 //! Alerts are never lost and never sent twice for one event (SPEC §6, issue 3).
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use support::*;
-
-fn drift(t: &Test, host: &str) {
-    t.sim
-        .update("acme", |d| d.reply_addresses[0]["smtpDetails"]["host"] = json!(host));
-}
 
 #[test]
 fn smtp_down_during_a_drifting_pass_then_up_delivers_exactly_one_email() {
     let mut t = Test::new().org("acme").email();
     t.once(&[]).code(0);
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     t.stop_smtp();
     let down = t.once(&[]);
     down.code(2);
@@ -42,7 +35,7 @@ fn a_webhook_answering_500_twice_then_200_gets_one_accepted_delivery_with_one_ev
     let t = Test::new().org("acme").webhook();
     t.once(&[]).code(0);
     t.hook.as_ref().unwrap().respond_with(vec![500, 500]);
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     assert_eq!(t.once(&[]).code(2).json()["alerts"]["pending"], 1);
     assert_eq!(t.once(&[]).code(0).json()["alerts"]["pending"], 1);
     let third = t.once(&[]);
@@ -70,7 +63,7 @@ fn a_process_killed_after_storing_the_drift_but_before_delivery_delivers_it_once
     // A receiver that accepts the connection and never answers: delivery hangs after the commit.
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     t.retarget_webhook(Some(format!("http://{}/hook", black_hole.local_addr().unwrap())));
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     let mut child = t.spawn(&["--once"]);
     assert!(wait_until(Duration::from_secs(10), || t.db_path().exists()
         && t.count("SELECT COUNT(*) FROM outbox") == 1));
@@ -98,7 +91,7 @@ fn a_row_that_runs_out_of_attempts_is_dead_until_alerts_retry_revives_it() {
     let t = Test::new().org("acme").webhook().daemon("alert_max_attempts = 2");
     t.once(&[]).code(0);
     t.hook.as_ref().unwrap().respond_with(vec![503, 503]);
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     t.once(&[]).code(2);
     let second = t.once(&[]);
     second.code(0);
@@ -134,7 +127,7 @@ fn a_webhook_answering_410_is_dead_at_once() {
     let t = Test::new().org("acme").webhook();
     t.once(&[]).code(0);
     t.hook.as_ref().unwrap().respond_with(vec![410]);
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     let run = t.once(&[]);
     run.code(2);
     assert_eq!(run.json()["alerts"]["dead"], 1);
@@ -146,7 +139,7 @@ fn a_webhook_answering_410_is_dead_at_once() {
 fn email_over_implicit_tls_is_delivered_and_parses() {
     let t = Test::new().org("acme").email_with_tls("tls");
     t.once(&[]).code(0);
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     let run = t.once(&[]);
     run.code(2);
     assert_eq!(run.json()["alerts"]["delivered"], 1, "{}", run.stderr);
@@ -189,57 +182,12 @@ fn reconnect_required_goes_out_once_and_recovered_when_the_org_is_readable_again
 }
 
 #[test]
-fn history_and_diff_show_what_changed() {
-    let t = Test::new().org("acme");
-    t.once(&[]).code(0);
-    drift(&t, "mail.attacker.example");
-    let run = t.once(&[]);
-    run.code(2);
-    let src = run.source("acme", "desk.reply_addresses");
-    let history = t.run(&["history", "acme", "--source", "desk.reply_addresses", "--json"]);
-    history.code(0);
-    let snaps = history.json()["snapshots"].clone();
-    assert_eq!(snaps.as_array().unwrap().len(), 2);
-    assert_eq!(snaps[0]["snapshot"], src["snapshot"]);
-    assert_eq!(snaps[0]["changes"], 1);
-    assert_eq!(snaps[1]["changes"], serde_json::Value::Null, "the baseline");
-
-    let diff = t.run(&["diff", "acme", "--source", "desk.reply_addresses"]);
-    diff.code(0);
-    assert!(diff.stdout.contains("smtpDetails/host"), "{}", diff.stdout);
-    assert!(
-        diff.stdout
-            .lines()
-            .any(|l| l.starts_with('+') && l.contains("mail.attacker.example")),
-        "{}",
-        diff.stdout
-    );
-    let from = src["previous_snapshot"].to_string();
-    let to = src["snapshot"].to_string();
-    let explicit = t.run(&[
-        "diff",
-        "acme",
-        "--source",
-        "desk.reply_addresses",
-        "--from",
-        &from,
-        "--to",
-        &to,
-    ]);
-    assert_eq!(explicit.code(0).stdout, diff.stdout);
-    t.run(&["diff", "acme", "--source", "crm.compose", "--from", &from])
-        .code(64)
-        .stderr_contains("belongs to acme/desk.reply_addresses");
-    t.run(&["history", "nope"]).code(64);
-}
-
-#[test]
 fn a_hanging_webhook_never_holds_up_email() {
     let mut t = Test::new().org("acme").webhook().email();
     t.once(&[]).code(0);
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     t.retarget_webhook(Some(format!("http://{}/hook", black_hole.local_addr().unwrap())));
-    drift(&t, "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     let run = t.once(&[]);
     run.code(2);
     assert_eq!(run.json()["alerts"]["delivered"], 1, "the email went out");

@@ -1,18 +1,11 @@
 //! Hostile input and careless operators (SPEC §12): nothing from Zoho, the config or the disk may
 //! silence an alert, forge output, or leak.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
 
 const COMPOSE: &str = "/crm/email/v8/settings/compose";
-
-fn reply_host(t: &Test, org: &str, host: &str) {
-    t.sim
-        .update(org, |d| d.reply_addresses[0]["smtpDetails"]["host"] = json!(host));
-}
 
 /// A value whose innermost object sits `depth` levels deep, counting the object that holds it as 1.
 fn nested(depth: usize) -> Value {
@@ -36,7 +29,7 @@ fn the_deepest_document_the_fetch_accepts_is_still_delivered_end_to_end() {
     t.once(&[]).code(0);
     // The body is {"supportEmailDomain": ..., "extra": <nested>}: the extra member nests to the
     // deepest level a fetch accepts (64), and changes in the same pass as the SMTP host.
-    reply_host(&t, "acme", "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     t.sim.update("acme", |d| d.support_email_domain["extra"] = nested(63));
     let run = t.once(&[]);
     run.code(2);
@@ -61,7 +54,7 @@ fn nesting_deeper_than_the_store_accepts_is_an_error_of_that_source_at_fetch_tim
     let snapshots = t.count("SELECT COUNT(*) FROM snapshots WHERE source = 'desk.support_email_domain'");
     // 123-126 levels once made every channel's row dead ("recursion limit exceeded").
     for depth in [65, 123, 126] {
-        reply_host(&t, "acme", &format!("mail{depth}.attacker.example"));
+        t.reply_host("acme", &format!("mail{depth}.attacker.example"));
         t.sim
             .update("acme", |d| d.support_email_domain["extra"] = nested(depth));
         let run = t.once(&[]);
@@ -259,7 +252,7 @@ fn a_huge_retry_after_never_parks_an_alert_beyond_its_max_age() {
         .as_ref()
         .unwrap()
         .respond_with_header(503, "Retry-After", "99999999999", 100);
-    reply_host(&t, "acme", "mail.attacker.example");
+    t.reply_host("acme", "mail.attacker.example");
     t.once(&[]).code(2);
     let next: i64 =
         t.count("SELECT next_attempt_at - created_at FROM outbox JOIN alerts ON alerts.id = outbox.alert_id");
@@ -419,7 +412,7 @@ fn kill_9_during_email_delivery_repeats_at_most_the_message_in_flight() {
     }
     t.once(&[]).code(0);
     for i in 0..orgs {
-        reply_host(&t, &format!("org{i}"), "mail.attacker.example");
+        t.reply_host(&format!("org{i}"), "mail.attacker.example");
     }
     t.smtp.as_ref().unwrap().set_delay(Duration::from_millis(700));
     let mut child = t.spawn(&["--once"]);

@@ -1,12 +1,10 @@
 //! OAuth lifecycle, `auditd connect`, and a client that is polite to Zoho (SPEC §4, §7; issue 4).
 
-mod support;
-
+use crate::support::*;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
-use support::*;
 
 /// A plain HTTP GET that does not follow redirects: returns (status, Location).
 fn get(url: &str) -> (u16, Option<String>) {
@@ -406,4 +404,127 @@ fn connect_clears_a_throttling_back_off_of_the_old_token() {
     let run = t.once(&[]);
     run.code(0);
     assert_eq!(run.org("acme")["state"], "ok");
+}
+
+#[test]
+fn a_revoked_refresh_token_exits_3_alerts_once_and_stops_calling_zoho() {
+    let t = Test::new().org("acme").org("healthy").webhook();
+    t.once(&[]).code(0);
+    t.sim.revoke_refresh_tokens("acme");
+    t.sim.invalidate_access_tokens("acme");
+    let run = t.once(&[]);
+    run.code(3);
+    let acme = run.org("acme");
+    assert_eq!(acme["state"], "needs_reconnect");
+    assert!(acme["reason"].as_str().unwrap().contains("invalid_code"), "{acme}");
+    assert_eq!(run.org("healthy")["state"], "ok", "other orgs are audited normally");
+    let reconnects: Vec<_> = t
+        .webhooks()
+        .into_iter()
+        .filter(|h| h.header("x-auditd-event") == Some("reconnect_required"))
+        .collect();
+    assert_eq!(reconnects.len(), 1);
+    assert_eq!(reconnects[0].json()["org"], "acme");
+
+    let api_calls = t.sim.requests("acme").len();
+    let token_calls = t.sim.token_requests("acme");
+    let again = t.once(&[]);
+    again.code(3);
+    assert_eq!(again.org("acme")["state"], "needs_reconnect");
+    assert!(again.org("acme")["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "skipped"));
+    assert_eq!(
+        t.sim.requests("acme").len(),
+        api_calls,
+        "no API call for an org that needs reconnect"
+    );
+    assert_eq!(t.sim.token_requests("acme"), token_calls, "no token call either");
+    assert_eq!(t.webhooks().len(), 1, "the reconnect alert is sent once");
+    let status = t.run(&["status", "--json"]);
+    status.code(0);
+    let acme_status = status.json()["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["org"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme_status["state"], "needs_reconnect");
+}
+
+#[test]
+fn an_org_without_any_refresh_token_needs_reconnect_as_not_connected() {
+    let t = Test::new().org("acme");
+    let mut cmd = t.command(&["--once", "--json"]);
+    cmd.env_remove("AUDITD_TEST_REFRESH_ACME");
+    // The config names the variable, so a missing one is a config error (78)...
+    assert_eq!(cmd.output().unwrap().status.code(), Some(78));
+    // ...while an org with no refresh token configured at all is "not connected".
+    let t = Test::new().raw(&format!(
+        "\n[[orgs]]\nname = \"fresh\"\ndc = \"us\"\naccounts_url = \"{u}\"\napi_domain = \"{u}\"\ndesk_url = \"{u}\"\n",
+        u = "http://127.0.0.1:9"
+    ));
+    let run = t.once(&[]);
+    run.code(3);
+    assert_eq!(run.org("fresh")["state"], "needs_reconnect");
+    assert_eq!(run.org("fresh")["reason"], "not connected");
+}
+
+#[test]
+fn an_invalidated_access_token_is_recovered_by_one_refresh() {
+    let t = Test::new().org("acme");
+    t.once(&[]).code(0);
+    let minted = t.sim.tokens_minted("acme");
+    t.sim.invalidate_access_tokens("acme");
+    let run = t.once(&[]);
+    run.code(0);
+    assert_eq!(run.org("acme")["state"], "ok");
+    assert_eq!(t.sim.tokens_minted("acme"), minted + 1);
+}
+
+#[test]
+fn access_tokens_are_cached_across_runs() {
+    let t = Test::new().org("acme");
+    for _ in 0..4 {
+        t.once(&[]).code(0);
+    }
+    assert_eq!(t.sim.tokens_minted("acme"), 1);
+}
+
+#[test]
+fn an_api_domain_that_is_not_zoho_is_refused_and_crm_gets_no_token() {
+    let mut data = OrgData::sample(1);
+    data.api_domain = Some("https://www.zohoapis.com.attacker.example".into());
+    let t = Test::new().org_trusting_token_api_domain("acme", data);
+    let run = t.once(&[]);
+    run.code(3);
+    let src = run.source("acme", "crm.mail_config");
+    assert_eq!(src["status"], "error");
+    assert!(
+        src["error"]
+            .as_str()
+            .unwrap()
+            .contains("api_domain `https://www.zohoapis.com.attacker.example`"),
+        "{src}"
+    );
+    for crm in ["crm.from_addresses", "crm.compose"] {
+        assert_eq!(run.source("acme", crm)["status"], "error");
+    }
+    // Desk never goes to api_domain: it is audited as usual.
+    assert_eq!(run.source("acme", "desk.reply_addresses")["status"], "baseline");
+    assert!(
+        t.sim.requests("acme").iter().all(|r| r.path.starts_with("/api/v1/")),
+        "no CRM call was made with that token"
+    );
+    let cached: Option<String> = t
+        .db()
+        .query_row("SELECT access_token FROM orgs WHERE name = 'acme'", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        cached.is_none(),
+        "a token that came with a foreign api_domain is not cached"
+    );
 }
