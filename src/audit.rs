@@ -10,6 +10,7 @@ use crate::catalog::SourceId;
 use crate::config::{Config, OrgConfig};
 use crate::exit::ExitCode;
 use crate::snapshot::{self, Redactor, Rules};
+pub use crate::states::{OrgState, SourceStatus};
 use crate::store::queries::{self, OutboxStatus};
 use crate::store::{Store, StoreError};
 use crate::time_util::{now_unix, rfc3339};
@@ -63,43 +64,6 @@ impl Context {
     }
 }
 
-/// The state of an org after a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrgState {
-    Ok,
-    NeedsReconnect,
-    Error,
-}
-
-/// The outcome of one source in a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceStatus {
-    /// First snapshot: recorded, nothing to compare with.
-    Baseline,
-    Ok,
-    Drift,
-    /// 404 or not in this edition.
-    Unavailable,
-    Error,
-    /// Not called: the org needs reconnect or is backing off.
-    Skipped,
-}
-
-impl SourceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceStatus::Baseline => "baseline",
-            SourceStatus::Ok => "ok",
-            SourceStatus::Drift => "drift",
-            SourceStatus::Unavailable => "unavailable",
-            SourceStatus::Error => "error",
-            SourceStatus::Skipped => "skipped",
-        }
-    }
-}
-
 /// One source in the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceReport {
@@ -135,7 +99,7 @@ pub struct PassReport {
     pub version: u32,
     pub started_at: String,
     pub finished_at: String,
-    pub exit_code: u8,
+    pub exit_code: ExitCode,
     pub orgs: Vec<OrgReport>,
     pub alerts: AlertTotals,
 }
@@ -144,11 +108,7 @@ impl PassReport {
     /// The exit code of SPEC §2 (fatal errors never produce a report).
     pub fn outcome(orgs: &[OrgReport]) -> ExitCode {
         orgs.iter().fold(ExitCode::Clean, |acc, org| {
-            let incomplete = org.state != OrgState::Ok
-                || org
-                    .sources
-                    .iter()
-                    .any(|s| matches!(s.status, SourceStatus::Error | SourceStatus::Skipped));
+            let incomplete = org.state != OrgState::Ok || org.sources.iter().any(|s| s.status.is_incomplete());
             let drift = org.sources.iter().any(|s| s.status == SourceStatus::Drift);
             acc.worst(if incomplete {
                 ExitCode::Incomplete
@@ -199,7 +159,7 @@ pub async fn run_pass(ctx: &Context, orgs: &[String], delivery: DeliveryMode) ->
         version: 1,
         started_at: rfc3339(started),
         finished_at: rfc3339(now_unix()),
-        exit_code: PassReport::outcome(&orgs).code(),
+        exit_code: PassReport::outcome(&orgs),
         orgs,
         alerts: totals,
     })
@@ -346,7 +306,7 @@ async fn commit(
                         match previous {
                             Some(prev) if prev.hash == hash => {
                                 queries::touch_snapshot(&tx, prev.id, now)?;
-                                queries::record_source_state(&tx, &org_name, sid, "ok", None, Some(prev.id), now, true, false)?;
+                                queries::record_source_state(&tx, &org_name, sid, SourceStatus::Ok, None, Some(prev.id), now, true, false)?;
                                 source_report(sid, SourceStatus::Ok, 0, Some(prev.id), None, None)
                             }
                             Some(prev) => {
@@ -355,7 +315,7 @@ async fn commit(
                                     .map_err(|e| StoreError::Corrupt(format!("snapshot {} is not JSON: {e}", prev.id)))?;
                                 let changes = snapshot::diff(&old, &doc);
                                 let status = if changes.is_empty() { SourceStatus::Ok } else { SourceStatus::Drift };
-                                queries::record_source_state(&tx, &org_name, sid, status.as_str(), None, Some(id), now, true, !changes.is_empty())?;
+                                queries::record_source_state(&tx, &org_name, sid, status, None, Some(id), now, true, !changes.is_empty())?;
                                 let n = changes.len();
                                 if n > 0 {
                                     let diff = snapshot::unified_diff(
@@ -370,21 +330,21 @@ async fn commit(
                             }
                             None => {
                                 let id = queries::insert_snapshot(&tx, &org_name, sid, &hash, &text, now)?;
-                                queries::record_source_state(&tx, &org_name, sid, "baseline", None, Some(id), now, true, false)?;
+                                queries::record_source_state(&tx, &org_name, sid, SourceStatus::Baseline, None, Some(id), now, true, false)?;
                                 source_report(sid, SourceStatus::Baseline, 0, Some(id), None, None)
                             }
                         }
                     }
                     Fetched::Unavailable(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, "unavailable", Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Unavailable, Some(&why), None, now, false, false)?;
                         source_report(sid, SourceStatus::Unavailable, 0, None, None, Some(why))
                     }
                     Fetched::Error(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, "error", Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Error, Some(&why), None, now, false, false)?;
                         source_report(sid, SourceStatus::Error, 0, None, None, Some(why))
                     }
                     Fetched::Skipped(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, "skipped", Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Skipped, Some(&why), None, now, false, false)?;
                         source_report(sid, SourceStatus::Skipped, 0, None, None, Some(why))
                     }
                 };
@@ -393,22 +353,18 @@ async fn commit(
 
             let detected_at = rfc3339(now);
             let mut alerts: Vec<AlertPayload> = Vec::new();
-            let (state, reason) = if let Some(r) = &reconnect {
+            if let Some(r) = &reconnect {
                 if queries::mark_needs_reconnect(&tx, &org_name, &r.reason, &r.failed_token_fp)? {
                     alerts.push(AlertPayload::new(AlertKind::ReconnectRequired, &org_name, detected_at.clone(), Vec::new(), Some(r.reason.clone())));
                 }
-                (OrgState::NeedsReconnect, Some(r.reason.clone()))
-            } else {
-                if any_success && queries::take_recovered_pending(&tx, &org_name)? {
-                    alerts.push(AlertPayload::new(AlertKind::Recovered, &org_name, detected_at.clone(), Vec::new(), None));
-                }
-                let first_error = org_error.or_else(|| {
-                    sources.iter().find(|s| matches!(s.status, SourceStatus::Error | SourceStatus::Skipped)).and_then(|s| s.error.clone())
-                });
-                match first_error {
-                    Some(e) => (OrgState::Error, Some(e)),
-                    None => (OrgState::Ok, None),
-                }
+            } else if any_success && queries::take_recovered_pending(&tx, &org_name)? {
+                alerts.push(AlertPayload::new(AlertKind::Recovered, &org_name, detected_at.clone(), Vec::new(), None));
+            }
+            let state = OrgState::of(reconnect.is_some(), sources.iter().map(|s| s.status));
+            let reason = match state {
+                OrgState::NeedsReconnect => reconnect.as_ref().map(|r| r.reason.clone()),
+                OrgState::Error => org_error.or_else(|| sources.iter().find(|s| s.status.is_incomplete()).and_then(|s| s.error.clone())),
+                OrgState::Ok => None,
             };
             let drift_alert = if drifts.is_empty() {
                 None

@@ -50,6 +50,13 @@ impl ExitCode {
     }
 }
 
+/// In JSON (`"exit_code": 2`), the number.
+impl serde::Serialize for ExitCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.code())
+    }
+}
+
 impl From<ExitCode> for std::process::ExitCode {
     fn from(c: ExitCode) -> Self {
         std::process::ExitCode::from(c.code())

@@ -19,6 +19,7 @@ pub mod pointer;
 pub mod secret;
 pub mod sim;
 pub mod snapshot;
+pub mod states;
 pub mod store;
 pub mod time_util;
 pub mod zoho;

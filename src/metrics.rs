@@ -262,7 +262,7 @@ mod tests {
                         c,
                         org,
                         "desk.reply_addresses",
-                        "ok",
+                        crate::states::SourceStatus::Ok,
                         None,
                         None,
                         1_700_000_000,

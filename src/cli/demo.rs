@@ -102,7 +102,7 @@ secret = "demo-signing-key"
             alerted |= alert.change_count() > 0;
         }
     }
-    let ok = first.exit_code == 0 && second.exit_code == 2 && alerted;
+    let ok = first.exit_code == ExitCode::Clean && second.exit_code == ExitCode::Drift && alerted;
     println!(
         "\n{}",
         if ok {

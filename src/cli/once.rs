@@ -115,7 +115,11 @@ pub fn human_summary(pass: &PassReport) -> String {
     let a = &pass.alerts;
     out.push_str(&format!(
         "alerts: {} delivered, {} pending, {} dead, {} suppressed\nexit {}\n",
-        a.delivered, a.pending, a.dead, a.suppressed, pass.exit_code
+        a.delivered,
+        a.pending,
+        a.dead,
+        a.suppressed,
+        pass.exit_code.code()
     ));
     out
 }

@@ -3,6 +3,7 @@
 use super::{load_config, report};
 use crate::exit::ExitCode;
 use crate::inert::escape_controls as inert;
+use crate::states::{OrgState, SourceStatus};
 use crate::store::{queries, Store};
 use crate::time_util::rfc3339;
 use serde::Serialize;
@@ -12,7 +13,7 @@ use std::path::Path;
 #[derive(Debug, Serialize)]
 pub struct SourceStatusView {
     pub source: String,
-    pub status: String,
+    pub status: SourceStatus,
     pub error: Option<String>,
     pub snapshot: Option<i64>,
     pub last_audit_at: Option<String>,
@@ -24,7 +25,7 @@ pub struct SourceStatusView {
 #[derive(Debug, Serialize)]
 pub struct OrgStatusView {
     pub org: String,
-    pub state: String,
+    pub state: OrgState,
     pub reason: Option<String>,
     pub sources: Vec<SourceStatusView>,
 }
@@ -59,7 +60,7 @@ pub async fn run(config_path: &Path, json: bool) -> ExitCode {
                         .filter(|s| &s.org == name)
                         .map(|s| SourceStatusView {
                             source: s.source.clone(),
-                            status: s.status.clone(),
+                            status: s.status,
                             error: s.error.clone(),
                             snapshot: s.snapshot_id,
                             last_audit_at: Some(rfc3339(s.last_audit_at)),
@@ -67,18 +68,19 @@ pub async fn run(config_path: &Path, json: bool) -> ExitCode {
                             last_change_at: s.last_change_at.map(rfc3339),
                         })
                         .collect();
-                    let (state, reason) = if row.needs_reconnect {
-                        ("needs_reconnect", row.reconnect_reason.clone())
-                    } else if let Some(bad) = sources.iter().find(|s| s.status == "error" || s.status == "skipped") {
-                        ("error", bad.error.clone())
-                    } else if sources.is_empty() {
-                        ("ok", Some("not audited yet".to_string()))
-                    } else {
-                        ("ok", None)
+                    let state = OrgState::of(row.needs_reconnect, sources.iter().map(|s| s.status));
+                    let reason = match state {
+                        OrgState::NeedsReconnect => row.reconnect_reason.clone(),
+                        OrgState::Error => sources
+                            .iter()
+                            .find(|s| s.status.is_incomplete())
+                            .and_then(|s| s.error.clone()),
+                        OrgState::Ok if sources.is_empty() => Some("not audited yet".to_string()),
+                        OrgState::Ok => None,
                     };
                     Ok(OrgStatusView {
                         org: name.clone(),
-                        state: state.to_string(),
+                        state,
                         reason,
                         sources,
                     })

@@ -260,16 +260,12 @@ impl Daemon {
         let outcome = match result {
             Ok(report) => {
                 let outcome = match report.exit_code {
-                    0 => "clean",
-                    2 => "drift",
+                    ExitCode::Clean => "clean",
+                    ExitCode::Drift => "drift",
                     _ => "incomplete",
                 };
                 for org in &report.orgs {
-                    let state = match org.state {
-                        OrgState::Ok => "ok",
-                        OrgState::NeedsReconnect => "needs_reconnect",
-                        OrgState::Error => "error",
-                    };
+                    let state = org.state;
                     let changes: usize = org.sources.iter().map(|s| s.changes).sum();
                     let (delivered, pending) = (report.alerts.delivered, report.alerts.pending);
                     match &org.reason {

@@ -2,6 +2,7 @@
 //! what belongs in one transaction.
 
 use crate::secret::Secret;
+use crate::states::SourceStatus;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 /// Creates the database's random fingerprint key once.
@@ -264,7 +265,7 @@ pub fn touch_snapshot(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<
 pub struct SourceState {
     pub org: String,
     pub source: String,
-    pub status: String,
+    pub status: SourceStatus,
     pub error: Option<String>,
     pub snapshot_id: Option<i64>,
     pub last_audit_at: i64,
@@ -279,7 +280,7 @@ pub fn record_source_state(
     conn: &Connection,
     org: &str,
     source: &str,
-    status: &str,
+    status: SourceStatus,
     error: Option<&str>,
     snapshot_id: Option<i64>,
     now: i64,
