@@ -32,6 +32,12 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`escape_controls`] line by line: the line breaks of a multi-line text (a diff) stay, every
+/// other control character is escaped.
+pub fn escape_controls_in_lines(s: &str) -> String {
+    s.split('\n').map(escape_controls).collect::<Vec<_>>().join("\n")
+}
+
 /// Slack's three control characters escaped (`&amp;`, `&lt;`, `&gt;`), as Slack documents: no
 /// `<!channel>`, `<@user>` or `<https://...|label>` link can come out of the text.
 pub fn slack_escape(s: &str) -> String {
@@ -57,6 +63,11 @@ mod tests {
             escape_controls("a\r\nERROR forged\u{1b}[31m\u{202E}"),
             "a\\r\\nERROR forged\\u{1b}[31m\\u{202e}"
         );
+    }
+
+    #[test]
+    fn lines_stay_lines_and_nothing_else_passes() {
+        assert_eq!(escape_controls_in_lines("-a\r\n+b\u{9b}\n"), "-a\\r\n+b\\u{9b}\n");
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{text}` has no unit (write e.g. \"{t}s\"; units: ms, s, m, h, d)"
         ));
     }
+    // humantime also reads `M` (months), `w`, `y` and more; a typo such as "30M" for minutes must
+    // not silently mean 30 months, so only the five documented units pass.
+    if let Some(unit) = t
+        .split(|c: char| c.is_ascii_digit() || c.is_whitespace())
+        .find(|u| !u.is_empty() && !matches!(*u, "ms" | "s" | "m" | "h" | "d"))
+    {
+        return Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"));
+    }
     let d = humantime::parse_duration(t).map_err(|e| match e {
         humantime::DurationError::NumberOverflow => {
             format!("`{text}` is too long (at most 3650d)")
@@ -107,6 +115,16 @@ mod tests {
         ] {
             let err = parse_duration(huge).unwrap_err();
             assert!(err.contains("too long"), "{huge}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_the_documented_units_are_read() {
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        for other in ["30M", "1w", "1y", "5min", "2 hours", "1us"] {
+            let err = parse_duration(other).unwrap_err();
+            assert!(err.contains("unknown unit"), "{other}: {err}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 const COMPOSE: &str = "/crm/email/v8/settings/compose";
 
-/// A value whose innermost object sits `depth` levels deep, counting the object that holds it as 1.
+/// A member value that makes the body holding it nest `depth` levels (the body itself is level 1).
 fn nested(depth: usize) -> Value {
     let mut v = json!({"leaf": true});
     for _ in 2..depth {
@@ -27,10 +27,10 @@ fn emails_text(t: &Test) -> Vec<String> {
 fn the_deepest_document_the_fetch_accepts_is_still_delivered_end_to_end() {
     let t = Test::new().org("acme").webhook().email();
     t.once(&[]).code(0);
-    // The body is {"supportEmailDomain": ..., "extra": <nested>}: the extra member nests to the
-    // deepest level a fetch accepts (64), and changes in the same pass as the SMTP host.
+    // The body is {"supportEmailDomain": ..., "extra": <nested>}: the body nests to the deepest
+    // level a fetch accepts (64), and changes in the same pass as the SMTP host.
     t.reply_host("acme", "mail.attacker.example");
-    t.sim.update("acme", |d| d.support_email_domain["extra"] = nested(63));
+    t.sim.update("acme", |d| d.support_email_domain["extra"] = nested(64));
     let run = t.once(&[]);
     run.code(2);
     assert_eq!(run.source("acme", "desk.support_email_domain")["status"], "drift");
@@ -138,6 +138,10 @@ fn slack_messages_carry_no_mention_or_link_from_zoho_data() {
         for live in ["<!channel>", "<!here>", "<https://", "<@U123>"] {
             assert!(!text.contains(live), "{live} in {text}");
         }
+        // A bare URL from Zoho only ever appears inside a code span, where Slack makes no link.
+        for line in text.lines().filter(|l| l.contains("evil.example")) {
+            assert!(line.contains('`'), "{line}");
+        }
         assert!(text.len() < 2000, "bounded: {} chars", text.len());
         // Every change line stays one code span on one line.
         for line in text.lines().filter(|l| l.starts_with('`')) {
@@ -215,7 +219,8 @@ fn an_empty_compose_type_is_an_error_never_a_remove_then_add() {
 #[cfg(unix)]
 #[test]
 fn the_lock_holds_on_the_database_file_whatever_link_reaches_it() {
-    let t = Test::new().org("acme");
+    // The holder waits 20 s on one source (within its http_timeout) while the others try.
+    let t = Test::new().org("acme").daemon("http_timeout = \"60s\"");
     t.once(&[]).code(0);
     t.sim.inject(
         Fault::new(

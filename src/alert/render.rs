@@ -10,8 +10,10 @@ const MAX_VALUE_CHARS: usize = 300;
 /// Slack truncates long messages; keep to a readable summary.
 const MAX_SLACK_CHANGES: usize = 20;
 
+/// A value as JSON (escaped already), with what JSON lets through (C1 controls, DEL, bidi overrides)
+/// escaped as well.
 fn short_value(v: &serde_json::Value) -> String {
-    let text = v.to_string();
+    let text = crate::inert::escape_controls(&v.to_string()).into_owned();
     if text.chars().count() > MAX_VALUE_CHARS {
         let cut: String = text.chars().take(MAX_VALUE_CHARS).collect();
         format!("{cut}... ({} chars)", text.chars().count())
@@ -53,10 +55,12 @@ fn reason(a: &AlertPayload) -> std::borrow::Cow<'_, str> {
 /// The diff as the alert carries it: already cut when the alert was made; alerts stored by earlier
 /// versions are cut here the same way.
 fn bounded_diff(org: &str, s: &SourceDrift) -> String {
-    super::payload::bounded_diff(&s.diff, &s.diff_command(org))
+    crate::inert::escape_controls_in_lines(&super::payload::bounded_diff(&s.diff, &s.diff_command(org)))
 }
 
-fn headline(a: &AlertPayload) -> String {
+/// The opening paragraph. `quote` shows the reconnect reason (Zoho's words): as is in email, in a code
+/// span in Slack, where a bare URL would otherwise become a link.
+fn headline(a: &AlertPayload, quote: fn(&str) -> String) -> String {
     match a.kind {
         AlertKind::Drift => format!(
             "The mail configuration of Zoho org {} changed: {} change(s) in {} source(s), detected at {}.",
@@ -69,7 +73,7 @@ fn headline(a: &AlertPayload) -> String {
             "auditd can no longer read Zoho org {} and has stopped auditing it (since {}).\nReason: {}\nFix: run `auditd connect {}` (or update its refresh token).",
             a.org,
             a.detected_at,
-            reason(a),
+            quote(&reason(a)),
             a.org
         ),
         AlertKind::Recovered => format!("Zoho org {} is readable again and audited as usual (since {}).", a.org, a.detected_at),
@@ -78,7 +82,7 @@ fn headline(a: &AlertPayload) -> String {
 
 /// The text part of an email.
 pub fn text(a: &AlertPayload) -> String {
-    let mut out = headline(a);
+    let mut out = headline(a, str::to_string);
     out.push('\n');
     for s in &a.sources {
         let _ = write!(
@@ -109,7 +113,7 @@ pub fn html(a: &AlertPayload) -> String {
     let mut out = String::from(
         "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222\">",
     );
-    for para in headline(a).lines() {
+    for para in headline(a, str::to_string).lines() {
         let _ = write!(out, "<p style=\"margin:0 0 8px 0\">{}</p>", escape(para));
     }
     for s in &a.sources {
@@ -152,7 +156,8 @@ pub fn html(a: &AlertPayload) -> String {
 /// an entity, so the whole text is escaped (none of our own text uses them): no Zoho value, key or
 /// error code can ping a channel or plant a link.
 pub fn slack(a: &AlertPayload) -> serde_json::Value {
-    let mut text = format!("*{}*\n{}", a.subject(), headline(a));
+    let code_span = |r: &str| format!("`{}`", r.replace('`', "'"));
+    let mut text = format!("*{}*\n{}", a.subject(), headline(a, code_span));
     for s in &a.sources {
         let _ = write!(
             text,

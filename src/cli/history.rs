@@ -117,17 +117,21 @@ pub async fn diff(config_path: &Path, org: &str, source: &str, from: Option<i64>
         changes.len()
     );
     for c in &changes {
-        println!("  {:?} {}  {} -> {}", c.op, inert(&c.path), c.old, c.new);
+        println!(
+            "  {:?} {}  {} -> {}",
+            c.op,
+            inert(&c.path),
+            inert(&c.old.to_string()),
+            inert(&c.new.to_string())
+        );
     }
-    print!(
-        "\n{}",
-        snapshot::unified_diff(
-            &a.body,
-            &b.body,
-            &format!("{org}/{source}@{}", a.id),
-            &format!("{org}/{source}@{}", b.id)
-        )
+    let diff = snapshot::unified_diff(
+        &a.body,
+        &b.body,
+        &format!("{org}/{source}@{}", a.id),
+        &format!("{org}/{source}@{}", b.id),
     );
+    print!("\n{}", crate::inert::escape_controls_in_lines(&diff));
     ExitCode::Clean
 }
 

@@ -232,6 +232,8 @@ fn init_logging(format: LogFormat) {
                     let text = crate::inert::escape_controls(&text);
                     match field.name() {
                         "message" => write!(writer, "{text}"),
+                        // Bridged `log` records carry their origin as fields; the default formatter hides them too.
+                        name if name.starts_with("log.") => Ok(()),
                         name => write!(writer, "{name}={text}"),
                     }
                 })

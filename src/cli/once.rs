@@ -5,7 +5,7 @@ use crate::alert::DeliveryMode;
 use crate::audit::{self, Context, PassReport};
 use crate::exit::ExitCode;
 use crate::inert::escape_controls as inert;
-use crate::store::{AuditLock, Store};
+use crate::store::Store;
 use anyhow::Context as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -69,8 +69,7 @@ async fn pass(config_path: &Path, opts: Options) -> Result<PassReport, (anyhow::
     };
 
     let db = config.daemon.database.clone();
-    let _lock = AuditLock::acquire(&db).map_err(|e| fatal(e.into()))?;
-    let store = Store::open(&db).map_err(|e| fatal(e.into()))?;
+    let store = Store::open_locked(&db).map_err(|e| fatal(e.into()))?;
     let ctx = match Context::new(config.clone(), store, opts.deliver).await {
         Ok(c) => c,
         Err(audit::ContextError::Channel(e)) => return Err((e.into(), ExitCode::Config)),

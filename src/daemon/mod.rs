@@ -24,7 +24,7 @@ use crate::audit::{self, Context, ContextError, OrgState, PassReport};
 use crate::config::{Config, ConfigError};
 use crate::exit::ExitCode;
 use crate::metrics;
-use crate::store::{queries, AuditLock, Store, StoreError};
+use crate::store::{queries, Store, StoreError};
 use crate::time_util::{format_duration, now_unix};
 use health::{Health, Heartbeat};
 use runner::{Finished, Runner, TickOutcome};
@@ -121,8 +121,7 @@ async fn run_with(
 
     let config = Arc::new(load_config(config_path)?);
     let db = config.daemon.database.clone();
-    let lock = AuditLock::acquire(&db)?;
-    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+    let store = tokio::task::spawn_blocking(move || Store::open_locked(&db))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     let ctx = Arc::new(Context::new(config.clone(), store.clone(), true).await?);
@@ -188,7 +187,6 @@ async fn run_with(
 
     daemon.run_until(shutdown, &mut hangups, ticks).await;
     daemon.stop(stop, background, cut_short).await;
-    drop(lock);
     Ok(())
 }
 
@@ -439,6 +437,7 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AuditLock;
 
     #[tokio::test]
     async fn a_config_problem_at_start_is_exit_78_and_anything_else_exit_1() {

@@ -4,7 +4,7 @@
 //! symlink, a hard link, `..` detours) meets the same lock. SQLite's own locks are `fcntl` locks,
 //! which on Linux are independent of `flock`. One rule follows from POSIX: closing any descriptor
 //! of a file drops the process's `fcntl` locks on it, so the lock must be released only after the
-//! store's connection is closed (declare the lock before the store, so it is dropped after it).
+//! store's connection is closed: `Store::open_locked` keeps the lock inside the store for that.
 
 use super::StoreError;
 use std::io::{Read, Seek, Write};
@@ -32,12 +32,12 @@ impl AuditLock {
         let pid_path = pid_path(&std::fs::canonicalize(db).map_err(open_err)?);
         match database.try_lock() {
             Ok(()) => {
-                if let Ok(mut f) = super::private_file_options()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&pid_path)
-                {
+                let mut options = super::private_file_options();
+                options.write(true).create(true).truncate(true);
+                // Never through a symlink someone planted beside the database.
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+                if let Ok(mut f) = options.open(&pid_path) {
                     let _ = write!(f, "{}", std::process::id());
                 }
                 Ok(AuditLock { _database: database })

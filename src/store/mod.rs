@@ -56,11 +56,19 @@ fn migrations() -> Migrations<'static> {
     ])
 }
 
-/// The database. Cloning is cheap; clones share one connection.
+/// The database. Cloning is cheap; clones share one connection (and the audit lock, if taken).
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
     path: PathBuf,
+}
+
+/// What the clones of a [`Store`] share. The fields drop in order: the connection closes before the
+/// lock is let go, because closing the lock's file drops this process's SQLite locks (see `lock.rs`).
+struct Shared {
+    conn: Mutex<Connection>,
+    /// Held by the processes that audit, for as long as any clone lives.
+    _lock: Option<AuditLock>,
 }
 
 impl Store {
@@ -68,14 +76,21 @@ impl Store {
     /// audit, and `connect`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         create_private(path)?;
-        Store::open_file(path)
+        Store::open_file(path, None)
+    }
+
+    /// Takes the audit lock (one auditing process per database file), then opens as [`Store::open`]
+    /// does. The lock is held until the last clone is dropped, after the connection is closed.
+    pub fn open_locked(path: &Path) -> Result<Store, StoreError> {
+        let lock = AuditLock::acquire(path)?;
+        Store::open_file(path, Some(lock))
     }
 
     /// Opens a database that must already exist: for the commands that only read (and `alerts
     /// retry`), which must never leave an empty database behind at a mistyped path.
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
         match std::fs::metadata(path) {
-            Ok(_) => Store::open_file(path),
+            Ok(_) => Store::open_file(path, None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing {
                 path: path.to_path_buf(),
             }),
@@ -86,7 +101,7 @@ impl Store {
         }
     }
 
-    fn open_file(path: &Path) -> Result<Store, StoreError> {
+    fn open_file(path: &Path, lock: Option<AuditLock>) -> Result<Store, StoreError> {
         tighten_permissions(path);
         let sqlite = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
@@ -109,7 +124,10 @@ impl Store {
             })?;
         queries::ensure_redaction_key(&conn).map_err(sqlite)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            shared: Arc::new(Shared {
+                conn: Mutex::new(conn),
+                _lock: lock,
+            }),
             path: path.to_path_buf(),
         })
     }
@@ -125,9 +143,9 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let conn = self.conn.clone();
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = shared.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut guard)
         })
         .await
@@ -136,7 +154,7 @@ impl Store {
 
     /// Runs `f` with the connection on the current thread (for synchronous callers such as `status`).
     pub fn call_blocking<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.shared.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }

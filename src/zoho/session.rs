@@ -59,7 +59,7 @@ pub fn choose_api_domain(org: &OrgConfig, from_token: Option<&str>) -> Result<St
     }
     match from_token {
         Some(d) if Dc::is_known_api_domain(d) => Ok(d.trim_end_matches('/').to_string()),
-        Some(d) => Err(ZohoError::ApiDomainRefused(d.to_string())),
+        Some(d) => Err(ZohoError::ApiDomainRefused(crate::inert::truncate_chars(d, 200))),
         None => Ok(org.dc.api_domain().to_string()),
     }
 }
@@ -429,7 +429,9 @@ impl<'a> Session<'a> {
             [(id, _)] => Ok(id.clone()),
             many => {
                 let list: Vec<String> = many.iter().map(|(id, name)| format!("{id} ({name})")).collect();
-                Err(ZohoError::DeskOrgAmbiguous(list.join(", ")).into())
+                // Names come from Zoho: the list is bounded like any error text.
+                let text = crate::inert::truncate_chars(&list.join(", "), crate::zoho::http::MAX_ERROR_TEXT_CHARS * 2);
+                Err(ZohoError::DeskOrgAmbiguous(text).into())
             }
         }
     }
