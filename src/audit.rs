@@ -306,7 +306,7 @@ async fn commit(
                         match previous {
                             Some(prev) if prev.hash == hash => {
                                 queries::touch_snapshot(&tx, prev.id, now)?;
-                                queries::record_source_state(&tx, &org_name, sid, SourceStatus::Ok, None, Some(prev.id), now, true, false)?;
+                                queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status: SourceStatus::Ok, error: None, snapshot_id: Some(prev.id), at: now })?;
                                 source_report(sid, SourceStatus::Ok, 0, Some(prev.id), None, None)
                             }
                             Some(prev) => {
@@ -315,7 +315,7 @@ async fn commit(
                                     .map_err(|e| StoreError::Corrupt(format!("snapshot {} is not JSON: {e}", prev.id)))?;
                                 let changes = snapshot::diff(&old, &doc);
                                 let status = if changes.is_empty() { SourceStatus::Ok } else { SourceStatus::Drift };
-                                queries::record_source_state(&tx, &org_name, sid, status, None, Some(id), now, true, !changes.is_empty())?;
+                                queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status, error: None, snapshot_id: Some(id), at: now })?;
                                 let n = changes.len();
                                 if n > 0 {
                                     let diff = snapshot::unified_diff(
@@ -330,21 +330,21 @@ async fn commit(
                             }
                             None => {
                                 let id = queries::insert_snapshot(&tx, &org_name, sid, &hash, &text, now)?;
-                                queries::record_source_state(&tx, &org_name, sid, SourceStatus::Baseline, None, Some(id), now, true, false)?;
+                                queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status: SourceStatus::Baseline, error: None, snapshot_id: Some(id), at: now })?;
                                 source_report(sid, SourceStatus::Baseline, 0, Some(id), None, None)
                             }
                         }
                     }
                     Fetched::Unavailable(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Unavailable, Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status: SourceStatus::Unavailable, error: Some(&why), snapshot_id: None, at: now })?;
                         source_report(sid, SourceStatus::Unavailable, 0, None, None, Some(why))
                     }
                     Fetched::Error(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Error, Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status: SourceStatus::Error, error: Some(&why), snapshot_id: None, at: now })?;
                         source_report(sid, SourceStatus::Error, 0, None, None, Some(why))
                     }
                     Fetched::Skipped(why) => {
-                        queries::record_source_state(&tx, &org_name, sid, SourceStatus::Skipped, Some(&why), None, now, false, false)?;
+                        queries::record_source_state(&tx, &queries::SourceOutcome { org: &org_name, source: sid, status: SourceStatus::Skipped, error: Some(&why), snapshot_id: None, at: now })?;
                         source_report(sid, SourceStatus::Skipped, 0, None, None, Some(why))
                     }
                 };

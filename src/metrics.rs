@@ -260,14 +260,14 @@ mod tests {
                     queries::org(c, org)?;
                     queries::record_source_state(
                         c,
-                        org,
-                        "desk.reply_addresses",
-                        crate::states::SourceStatus::Ok,
-                        None,
-                        None,
-                        1_700_000_000,
-                        true,
-                        false,
+                        &queries::SourceOutcome {
+                            org,
+                            source: "desk.reply_addresses",
+                            status: crate::states::SourceStatus::Ok,
+                            error: None,
+                            snapshot_id: None,
+                            at: 1_700_000_000,
+                        },
                     )?;
                     queries::mark_needs_reconnect(c, org, "invalid_code", "fp")?;
                 }

@@ -273,20 +273,28 @@ pub struct SourceState {
     pub last_change_at: Option<i64>,
 }
 
-/// Records a source's outcome. `success` moves `last_success_at`; `changed` moves `last_change_at`;
-/// a `snapshot_id` of `None` keeps the previous one.
-#[allow(clippy::too_many_arguments)]
-pub fn record_source_state(
-    conn: &Connection,
-    org: &str,
-    source: &str,
-    status: SourceStatus,
-    error: Option<&str>,
-    snapshot_id: Option<i64>,
-    now: i64,
-    success: bool,
-    changed: bool,
-) -> rusqlite::Result<()> {
+/// A source's outcome in one pass, as `source_state` records it.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceOutcome<'a> {
+    pub org: &'a str,
+    pub source: &'a str,
+    pub status: SourceStatus,
+    /// Why it was not audited (`error`, `skipped`, `unavailable`).
+    pub error: Option<&'a str>,
+    /// The snapshot it now stands at; `None` keeps the previous one.
+    pub snapshot_id: Option<i64>,
+    /// When it was audited (Unix seconds).
+    pub at: i64,
+}
+
+/// Records a source's outcome. A read that succeeded (`baseline`, `ok`, `drift`) moves
+/// `last_success_at`; `drift` also moves `last_change_at`.
+pub fn record_source_state(conn: &Connection, o: &SourceOutcome<'_>) -> rusqlite::Result<()> {
+    let success = matches!(
+        o.status,
+        SourceStatus::Baseline | SourceStatus::Ok | SourceStatus::Drift
+    );
+    let changed = o.status == SourceStatus::Drift;
     conn.execute(
         "INSERT INTO source_state (org, source, status, error, snapshot_id, last_audit_at, last_success_at, last_change_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?7 THEN ?6 END, CASE WHEN ?8 THEN ?6 END) \
@@ -294,7 +302,7 @@ pub fn record_source_state(
            snapshot_id = COALESCE(excluded.snapshot_id, snapshot_id), last_audit_at = excluded.last_audit_at, \
            last_success_at = COALESCE(excluded.last_success_at, last_success_at), \
            last_change_at = COALESCE(excluded.last_change_at, last_change_at)",
-        params![org, source, status, error, snapshot_id, now, success, changed],
+        params![o.org, o.source, o.status, o.error, o.snapshot_id, o.at, success, changed],
     )?;
     Ok(())
 }
