@@ -103,13 +103,31 @@ impl Store {
 
     fn open_file(path: &Path, lock: Option<AuditLock>) -> Result<Store, StoreError> {
         tighten_permissions(path);
+        // Without CREATE: `open_existing` checked the file is there, `open` made it private first.
+        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::prepared(conn, path, lock)
+    }
+
+    /// A migrated database in memory, for tests of what is written (no file, no lock).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::prepared(conn, path, None)
+    }
+
+    /// Sets the connection up (WAL, foreign keys, busy timeout), migrates it, and wraps it.
+    fn prepared(mut conn: Connection, path: &Path, lock: Option<AuditLock>) -> Result<Store, StoreError> {
         let sqlite = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        // Without CREATE: `open_existing` checked the file is there, `open` made it private first.
-        let flags = rusqlite::OpenFlags::default() - rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
